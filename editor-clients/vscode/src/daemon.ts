@@ -1,0 +1,468 @@
+/**
+ * Runs the Ember daemon as a child process and talks JSON-RPC to it over its stdio.
+ *
+ * Spawns `command args` (`ember serve`, or `ember connect` for the shared daemon), sends
+ * `initialize`, restarts it after a crash (a few times, with backoff), always drains its stderr
+ * into the log, and stops it with `shutdown` then `exit`. No `vscode` import: the logger and the
+ * options are injected, so the tests drive this module in plain Node against the real daemon.
+ */
+import { ChildProcess, spawn } from 'node:child_process';
+import * as readline from 'node:readline';
+import {
+  CancellationReceiverStrategy,
+  CancellationSenderStrategy,
+  CancellationStrategy,
+  CancellationToken,
+  Disposable,
+  Emitter,
+  Event,
+  MessageConnection,
+  RequestParam,
+  RequestType,
+  RequestType0,
+  StreamMessageReader,
+  StreamMessageWriter,
+  Trace,
+  createMessageConnection,
+} from 'vscode-jsonrpc/node';
+import { DaemonUnavailableError, describeError } from './errors';
+import {
+  Exit,
+  GenerationOptions,
+  Initialize,
+  InitializeResult,
+  ProgressNotification,
+  ProgressParams,
+  Shutdown,
+  StreamNotification,
+  StreamParams,
+} from './protocol';
+
+/** What the daemon writes to; a VS Code `LogOutputChannel` is one. */
+export interface Logger {
+  info(message: string): void;
+  warn(message: string): void;
+  error(message: string): void;
+  debug(message: string): void;
+}
+
+export interface RestartPolicy {
+  /** Most automatic restarts within `windowMs`; one more crash and the daemon stays down. */
+  maxRestarts: number;
+  windowMs: number;
+  /** Wait before the first restart; doubled for each further one, up to `maxDelayMs`. */
+  initialDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface DaemonOptions {
+  command: string;
+  args: string[];
+  cwd?: string;
+  env?: NodeJS.ProcessEnv;
+  logger: Logger;
+  clientInfo?: { name: string; version: string };
+  restart?: Partial<RestartPolicy>;
+  /** How long `shutdown` and then the child's exit may take before the child is killed. */
+  stopTimeoutMs?: number;
+  /** Log every JSON-RPC message (debug level). */
+  traceMessages?: boolean;
+}
+
+export type DaemonState = 'stopped' | 'starting' | 'running' | 'failed';
+
+const DEFAULT_RESTART: RestartPolicy = {
+  maxRestarts: 3,
+  windowMs: 3 * 60_000,
+  initialDelayMs: 500,
+  maxDelayMs: 8_000,
+};
+
+type StreamHandler = (params: StreamParams) => void;
+
+/** One spawned child and its connection; a restart makes a new one. */
+interface Session {
+  child: ChildProcess;
+  connection: MessageConnection;
+  info?: InitializeResult;
+  /** Set when we asked it to stop, so its exit is not taken for a crash. */
+  stopping: boolean;
+  exited: Promise<void>;
+  streams: Map<number | string, StreamHandler>;
+  /** The id of the request that sendRequest is writing right now (see `createSession`). */
+  lastRequestId?: number | string;
+}
+
+export class Daemon implements Disposable {
+  private options: DaemonOptions;
+  private readonly policy: RestartPolicy;
+  private session: Session | undefined;
+  /** A start in progress, or a restart waiting out its backoff. */
+  private pending: Promise<Session> | undefined;
+  private cancelPendingDelay: (() => void) | undefined;
+  private failure: Error | undefined;
+  private crashes: number[] = [];
+  private currentState: DaemonState = 'stopped';
+  private disposed = false;
+  /** Bumped by stop(): a start that a stop overtook is not a failure. */
+  private generation = 0;
+
+  private readonly stateEmitter = new Emitter<DaemonState>();
+  private readonly progressEmitter = new Emitter<ProgressParams>();
+  private readonly failEmitter = new Emitter<Error>();
+  /** Fires on every state change. */
+  readonly onDidChangeState: Event<DaemonState> = this.stateEmitter.event;
+  /** Fires for each `ember/progress` notification. */
+  readonly onProgress: Event<ProgressParams> = this.progressEmitter.event;
+  /** Fires when the daemon could not be started, or crashed more often than the policy allows. */
+  readonly onDidFail: Event<Error> = this.failEmitter.event;
+
+  constructor(options: DaemonOptions) {
+    this.options = options;
+    this.policy = { ...DEFAULT_RESTART, ...options.restart };
+  }
+
+  get state(): DaemonState {
+    return this.currentState;
+  }
+
+  /** What `initialize` returned from the running daemon. */
+  get info(): InitializeResult | undefined {
+    return this.session?.info;
+  }
+
+  /** The running child's process id (for the log, and for tests that kill it). */
+  get pid(): number | undefined {
+    return this.session?.child.pid;
+  }
+
+  /** Starts the daemon if it is not running; resolves once `initialize` has been answered. */
+  async start(): Promise<InitializeResult | undefined> {
+    const session = await this.ensureSession();
+    return session.info;
+  }
+
+  /** Sends a request, starting the daemon first where needed. */
+  request<R>(type: RequestType0<R, void>, token?: CancellationToken): Promise<R>;
+  request<P, R>(type: RequestType<P, R, void>, params: P, token?: CancellationToken): Promise<R>;
+  async request(
+    type: RequestType0<unknown, void> | RequestType<unknown, unknown, void>,
+    paramsOrToken?: unknown,
+    token?: CancellationToken,
+  ): Promise<unknown> {
+    const session = await this.ensureSession();
+    if (type instanceof RequestType0) {
+      const t = paramsOrToken as CancellationToken | undefined;
+      return session.connection.sendRequest(type, t);
+    }
+    return session.connection.sendRequest(type, paramsOrToken, token);
+  }
+
+  /**
+   * Sends a generative request with `stream: true`; `onDelta` gets each `ember/stream` delta, in
+   * order, before the promise resolves with the final result.
+   */
+  async stream<P extends GenerationOptions, R>(
+    type: RequestType<P, R, void>,
+    params: P,
+    onDelta: (delta: string, index: number) => void,
+    token?: CancellationToken,
+  ): Promise<R> {
+    const session = await this.ensureSession();
+    let expected = 0;
+    const handler: StreamHandler = ({ delta, index }) => {
+      if (index !== expected) {
+        this.options.logger.warn(`ember/stream: expected index ${expected}, got ${index}`);
+      }
+      expected = index + 1;
+      onDelta(delta, index);
+    };
+    session.lastRequestId = undefined;
+    const streamed = { ...params, stream: true } as RequestParam<P>; // generic P: TS cannot resolve RequestParam<P>
+    const reply = session.connection.sendRequest(type, streamed, token);
+    // sendRequest hands the request to the cancellation strategy synchronously, before it writes
+    // it, so its id is known here, before any notification for it can arrive.
+    const id = session.lastRequestId;
+    if (id === undefined) throw new Error('could not learn the request id for streaming');
+    session.streams.set(id, handler);
+    try {
+      return await reply;
+    } finally {
+      session.streams.delete(id);
+    }
+  }
+
+  /** New command or arguments: restart when they changed. */
+  async reconfigure(options: DaemonOptions): Promise<void> {
+    const changed =
+      options.command !== this.options.command ||
+      JSON.stringify(options.args) !== JSON.stringify(this.options.args) ||
+      options.cwd !== this.options.cwd ||
+      JSON.stringify(options.env) !== JSON.stringify(this.options.env) ||
+      options.traceMessages !== this.options.traceMessages;
+    this.options = options;
+    if (changed && (this.session || this.pending || this.currentState === 'failed')) {
+      await this.restart();
+    }
+  }
+
+  /** Stops the daemon and starts a fresh one; clears the crash count and any failure. */
+  async restart(): Promise<InitializeResult | undefined> {
+    await this.stop();
+    this.crashes = [];
+    return this.start();
+  }
+
+  /** `shutdown`, then `exit`; kills the child when it does not go in time. */
+  async stop(): Promise<void> {
+    this.generation++;
+    this.failure = undefined;
+    if (this.cancelPendingDelay) this.cancelPendingDelay();
+    const pending = this.pending;
+    if (pending) await pending.catch(() => undefined);
+    const session = this.session;
+    if (session) await this.stopSession(session);
+    if (!this.disposed) this.setState('stopped');
+  }
+
+  async dispose(): Promise<void> {
+    await this.stop();
+    this.disposed = true;
+    this.stateEmitter.dispose();
+    this.progressEmitter.dispose();
+    this.failEmitter.dispose();
+  }
+
+  // -- internals ---------------------------------------------------------------------------------
+
+  private ensureSession(): Promise<Session> {
+    if (this.disposed) return Promise.reject(new DaemonUnavailableError('The Ember extension is shutting down.'));
+    if (this.session) return Promise.resolve(this.session);
+    if (this.pending) return this.pending;
+    // A new error each time: the first one was already reported through onDidFail.
+    if (this.failure) return Promise.reject(new DaemonUnavailableError(this.failure.message));
+    return this.launch(0);
+  }
+
+  /** Starts a session after `delayMs`; `pending` covers the wait and the start. */
+  private launch(delayMs: number): Promise<Session> {
+    const generation = this.generation;
+    this.setState('starting');
+    const promise = this.delay(delayMs)
+      .then(() => this.createSession())
+      .then(
+        (session) => {
+          this.pending = undefined;
+          this.session = session;
+          this.setState('running');
+          return session;
+        },
+        (error: unknown) => {
+          this.pending = undefined;
+          const failure =
+            error instanceof DaemonUnavailableError ? error : new DaemonUnavailableError(describeError(error));
+          if (generation === this.generation) this.fail(failure);
+          throw failure;
+        },
+      );
+    this.pending = promise;
+    // A restart after a crash has nobody awaiting it yet; its failure is reported through fail().
+    promise.catch(() => undefined);
+    return promise;
+  }
+
+  private delay(ms: number): Promise<void> {
+    if (ms <= 0) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.cancelPendingDelay = undefined;
+        resolve();
+      }, ms);
+      this.cancelPendingDelay = () => {
+        clearTimeout(timer);
+        this.cancelPendingDelay = undefined;
+        reject(new DaemonUnavailableError('The Ember daemon was stopped.'));
+      };
+    });
+  }
+
+  private async createSession(): Promise<Session> {
+    const { command, args, cwd, env, logger } = this.options;
+    logger.info(`Starting ${[command, ...args].join(' ')}`);
+    const child = spawn(command, args, {
+      cwd,
+      env: env ?? process.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      windowsHide: true,
+    });
+
+    // Always drain stderr: a full pipe would block the daemon.
+    readline.createInterface({ input: child.stderr! }).on('line', (line) => logger.info(`[daemon] ${line}`));
+    // Writing to a child that died raises EPIPE on stdin; without a listener it would throw.
+    child.stdin!.on('error', (error) => logger.debug(`daemon stdin: ${error.message}`));
+
+    const spawned = new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', (error) =>
+        reject(
+          new DaemonUnavailableError(
+            `Could not start the Ember daemon "${command}": ${error.message}. Check the "ember.command" setting.`,
+          ),
+        ),
+      );
+    });
+    // After 'exit', wait for 'close' (stdout drained, so a last reply is not lost), but not for
+    // long: a grandchild that inherited the pipes could hold them open.
+    const exited = new Promise<void>((resolve) =>
+      child.once('exit', () => {
+        const timer = setTimeout(resolve, 1_000);
+        child.once('close', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }),
+    );
+
+    const session: Session = {
+      child,
+      connection: undefined as unknown as MessageConnection,
+      stopping: false,
+      exited,
+      streams: new Map(),
+    };
+    const cancellationStrategy: CancellationStrategy = {
+      receiver: CancellationReceiverStrategy.Message,
+      sender: {
+        // Called synchronously by sendRequest with the message it is about to write: the only
+        // place vscode-jsonrpc tells us a request's id, which `ember/stream` notifications carry.
+        enableCancellation: (request) => {
+          session.lastRequestId = request.id ?? undefined;
+        },
+        sendCancellation: (conn, id) => CancellationSenderStrategy.Message.sendCancellation(conn, id),
+        cleanup: () => undefined,
+      },
+    };
+    const connection = createMessageConnection(
+      new StreamMessageReader(child.stdout!),
+      new StreamMessageWriter(child.stdin!),
+      { error: logger.error.bind(logger), warn: logger.warn.bind(logger), info: logger.info.bind(logger), log: logger.debug.bind(logger) },
+      { cancellationStrategy },
+    );
+    session.connection = connection;
+    connection.onNotification(StreamNotification, (params) => session.streams.get(params.id)?.(params));
+    connection.onNotification(ProgressNotification, (params) => this.progressEmitter.fire(params));
+    if (this.options.traceMessages) {
+      await connection.trace(Trace.Verbose, {
+        log: (message: unknown, data?: string) => {
+          const text = typeof message === 'string' ? message : JSON.stringify(message);
+          logger.debug(data ? `${text}\n${data}` : text);
+        },
+      });
+    }
+    connection.listen();
+
+    void exited.then(() => this.onExit(session, child.exitCode, child.signalCode));
+
+    try {
+      await spawned;
+      const exitedEarly = exited.then(() => {
+        throw new DaemonUnavailableError(
+          `The Ember daemon exited during start-up (exit code ${child.exitCode ?? child.signalCode}); see "Ember: Show Log".`,
+        );
+      });
+      session.info = await Promise.race([
+        connection.sendRequest(Initialize, {
+          process_id: process.pid,
+          client_info: this.options.clientInfo ?? { name: 'ember-vscode', version: '0' },
+        }),
+        exitedEarly,
+      ]);
+      logger.info(`Ember daemon running (pid ${child.pid}, ${session.info.server.name} ${session.info.server.version})`);
+      return session;
+    } catch (error) {
+      session.stopping = true;
+      connection.dispose();
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      throw error;
+    }
+  }
+
+  private onExit(session: Session, code: number | null, signal: NodeJS.Signals | null): void {
+    const { logger } = this.options;
+    const how = signal ? `signal ${signal}` : `exit code ${code}`;
+    session.connection.dispose(); // rejects the requests still waiting for an answer
+    if (session.stopping) {
+      logger.info(`Ember daemon stopped (${how})`);
+      return;
+    }
+    if (this.session !== session) return; // died during start-up: createSession reports it
+    this.session = undefined;
+    logger.error(`Ember daemon exited unexpectedly (${how})`);
+
+    const now = Date.now();
+    this.crashes = this.crashes.filter((t) => now - t < this.policy.windowMs);
+    this.crashes.push(now);
+    if (this.crashes.length > this.policy.maxRestarts) {
+      this.fail(
+        new DaemonUnavailableError(
+          `The Ember daemon crashed ${this.crashes.length} times; run "Ember: Restart Daemon" after checking "Ember: Show Log".`,
+        ),
+      );
+      return;
+    }
+    const delayMs = Math.min(this.policy.initialDelayMs * 2 ** (this.crashes.length - 1), this.policy.maxDelayMs);
+    logger.info(`Restarting the Ember daemon in ${delayMs} ms (restart ${this.crashes.length} of ${this.policy.maxRestarts})`);
+    this.launch(delayMs);
+  }
+
+  private fail(error: Error): void {
+    this.failure = error;
+    this.options.logger.error(error.message);
+    this.setState('failed');
+    this.failEmitter.fire(error);
+  }
+
+  private async stopSession(session: Session): Promise<void> {
+    const { logger } = this.options;
+    const timeoutMs = this.options.stopTimeoutMs ?? 3_000;
+    session.stopping = true;
+    this.session = undefined;
+    const alive = () => session.child.exitCode === null && session.child.signalCode === null;
+    if (alive()) {
+      try {
+        await withTimeout(session.connection.sendRequest(Shutdown), timeoutMs);
+        await session.connection.sendNotification(Exit);
+      } catch (error) {
+        logger.warn(`Ember daemon did not shut down cleanly: ${describeError(error)}`);
+      }
+    }
+    session.child.stdin?.end();
+    if (alive() && !(await withTimeout(session.exited, timeoutMs).then(() => true, () => false))) {
+      logger.warn('Ember daemon did not exit; killing it');
+      session.child.kill('SIGKILL');
+    }
+    await session.exited;
+  }
+
+  private setState(state: DaemonState): void {
+    if (state === this.currentState) return;
+    this.currentState = state;
+    this.stateEmitter.fire(state);
+  }
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}

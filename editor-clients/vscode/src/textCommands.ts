@@ -1,0 +1,174 @@
+/**
+ * Summarize, Translate and Classify: the commands that work on the selection (or current line).
+ */
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { Daemon } from './daemon';
+import { TextTarget, insertBelowTarget, replaceTarget, targetOf } from './editorText';
+import { describeError } from './errors';
+import type { OutputDocument, OutputDocuments } from './outputView';
+import { Classify, ClassifyResult, Summarize, Translate } from './protocol';
+import type { Settings } from './settings';
+import { showError, tail, withCancellableProgress } from './ui';
+
+/** What the command handlers need from the extension. */
+export interface Services {
+  daemon: Daemon;
+  log: vscode.LogOutputChannel;
+  settings(): Settings;
+  outputs: OutputDocuments;
+}
+
+/** Languages offered first by Translate, after the configured default. */
+export const COMMON_LANGUAGES = [
+  'English', 'French', 'German', 'Spanish', 'Italian', 'Portuguese', 'Dutch', 'Polish', 'Russian',
+  'Ukrainian', 'Chinese', 'Japanese', 'Korean', 'Arabic', 'Hindi', 'Turkish',
+];
+const OTHER_LANGUAGE = 'Other…';
+
+function currentTarget(verb: string): TextTarget | undefined {
+  const editor = vscode.window.activeTextEditor;
+  if (!editor) {
+    void vscode.window.showWarningMessage(`Ember: open a file to ${verb}.`);
+    return undefined;
+  }
+  const target = targetOf(editor);
+  if (target.text.trim() === '') {
+    void vscode.window.showWarningMessage(`Ember: nothing to ${verb}; select some text first.`);
+    return undefined;
+  }
+  return target;
+}
+
+function warnIfCut(finishReason: string, setting: string): void {
+  if (finishReason === 'length') {
+    void vscode.window.showWarningMessage(`Ember: the output was cut at the token limit ("${setting}").`);
+  }
+}
+
+/** Streams a summary into a read-only document beside the editor, then offers to insert it. */
+export async function summarize(services: Services): Promise<string | undefined> {
+  const target = currentTarget('summarize');
+  if (!target) return undefined;
+  const { form, length, maxTokens } = services.settings().summarize;
+  let output: OutputDocument | undefined;
+  try {
+    output = await services.outputs.open(`Summary of ${path.basename(target.document.uri.path) || 'selection'}`);
+    const result = await withCancellableProgress('Ember: summarizing…', (token) =>
+      services.daemon.stream(
+        Summarize,
+        { text: target.text, form, length, max_tokens: maxTokens },
+        (delta) => output?.append(delta),
+        token,
+      ),
+    );
+    output.set(result.text); // the reply is authoritative; the deltas were a preview
+    warnIfCut(result.finish_reason, 'ember.summarize.maxTokens');
+    const choice = await vscode.window.showInformationMessage('Ember: summary ready.', 'Insert', 'Replace Selection');
+    if (choice === 'Insert') await insertBelowTarget(target, result.text);
+    else if (choice === 'Replace Selection') await replaceTarget(target, result.text);
+    return result.text;
+  } catch (error) {
+    output?.append(`\n\n(${describeError(error)})`);
+    await showError(error, services.log);
+    return undefined;
+  }
+}
+
+/** Asks for the target language: the configured one first, common ones, or any typed in. */
+export async function pickLanguage(defaultLanguage: string): Promise<string | undefined> {
+  const names = [defaultLanguage, ...COMMON_LANGUAGES.filter((l) => l.toLowerCase() !== defaultLanguage.toLowerCase())];
+  const items: vscode.QuickPickItem[] = [
+    ...names.map((label, i) => (i === 0 ? { label, description: 'default (ember.translate.targetLanguage)' } : { label })),
+    { label: OTHER_LANGUAGE, description: 'type a language' },
+  ];
+  const picked = await vscode.window.showQuickPick(items, { title: 'Ember: translate into', placeHolder: defaultLanguage });
+  if (!picked) return undefined;
+  if (picked.label !== OTHER_LANGUAGE) return picked.label;
+  const typed = await vscode.window.showInputBox({
+    title: 'Ember: translate into',
+    prompt: 'Target language (for example "Brazilian Portuguese")',
+    validateInput: (value) => (value.trim() === '' ? 'Enter a language' : undefined),
+  });
+  return typed?.trim() || undefined;
+}
+
+/** Translates the target, streaming a preview into the notification; then one undoable edit. */
+export async function translate(services: Services): Promise<string | undefined> {
+  const target = currentTarget('translate');
+  if (!target) return undefined;
+  const { targetLanguage, mode, maxTokens } = services.settings().translate;
+  const language = await pickLanguage(targetLanguage);
+  if (!language) return undefined;
+  try {
+    const result = await withCancellableProgress(`Ember: translating into ${language}…`, (token, progress) => {
+      let text = '';
+      return services.daemon.stream(
+        Translate,
+        { text: target.text, target: language, max_tokens: maxTokens },
+        (delta) => {
+          text += delta;
+          progress.report({ message: tail(text) });
+        },
+        token,
+      );
+    });
+    warnIfCut(result.finish_reason, 'ember.translate.maxTokens');
+    if (mode === 'insertBelow') await insertBelowTarget(target, result.text);
+    else await replaceTarget(target, result.text);
+    return result.text;
+  } catch (error) {
+    await showError(error, services.log);
+    return undefined;
+  }
+}
+
+/** Parses "a, b, c" into labels. */
+export function parseLabels(value: string): string[] {
+  return value
+    .split(',')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+}
+
+async function askLabels(initial: string[]): Promise<string[] | undefined> {
+  const value = await vscode.window.showInputBox({
+    title: 'Ember: classify',
+    prompt: 'Labels, separated by commas (at least two)',
+    value: initial.join(', '),
+    validateInput: (v) => (new Set(parseLabels(v)).size < 2 ? 'Enter at least two different labels' : undefined),
+  });
+  if (value === undefined) return undefined;
+  const labels = [...new Set(parseLabels(value))];
+  return labels.length >= 2 ? labels : undefined;
+}
+
+/** One line: the top label, then every label's score, highest first. */
+export function formatClassification(result: ClassifyResult): string {
+  const scores = [...result.scores]
+    .sort((a, b) => b.score - a.score)
+    .map((s) => `${s.label} ${(s.score * 100).toFixed(1)}%`)
+    .join(', ');
+  return `Ember: ${result.label} (${scores})`;
+}
+
+/** Classifies the target against the configured labels (or ones typed in). */
+export async function classify(services: Services): Promise<ClassifyResult | undefined> {
+  const target = currentTarget('classify');
+  if (!target) return undefined;
+  const configured = services.settings().classify;
+  let labels: string[] | undefined = [...new Set(configured.labels)];
+  if (configured.promptForLabels || labels.length < 2) labels = await askLabels(labels);
+  if (!labels) return undefined;
+  try {
+    const result = await withCancellableProgress('Ember: classifying…', (token) =>
+      services.daemon.request(Classify, { text: target.text, labels }, token),
+    );
+    services.log.info(`classify: ${JSON.stringify(result.scores)} (${result.model})`);
+    void vscode.window.showInformationMessage(formatClassification(result));
+    return result;
+  } catch (error) {
+    await showError(error, services.log);
+    return undefined;
+  }
+}
