@@ -1,0 +1,276 @@
+--- Inline completion: fill in the middle at the cursor, shown as ghost text (extmarks).
+---
+--- Every request gets a generation number. Typing, moving or leaving insert mode bumps it and
+--- cancels the request in flight ($/cancelRequest), so a reply that still arrives (a daemon may
+--- finish a request before it sees the cancel) is recognised as stale and never shown.
+local config = require("ember.config")
+local daemon = require("ember.daemon")
+local log = require("ember.log")
+local util = require("ember.util")
+
+local M = {}
+
+local ns = vim.api.nvim_create_namespace("ember_ghost")
+local group = vim.api.nvim_create_augroup("ember_complete", { clear = true })
+
+local st = {
+  gen = 0,
+  req = nil, ---@type ember.Request|nil
+  req_pos = nil, -- { buf, row, col } the request in flight was made for
+  timer = nil, ---@type uv.uv_timer_t|nil
+  -- col: where the text goes; ccol: the cursor column it was made for (they differ in normal mode)
+  ghost = nil, ---@type { buf: integer, row: integer, col: integer, ccol: integer, text: string, tick: integer }|nil
+  mapped = {}, -- lhs we mapped in insert mode -> true
+  attached = false,
+}
+M._state = st
+
+local function in_insert()
+  return vim.api.nvim_get_mode().mode:sub(1, 1) == "i"
+end
+
+local function cursor()
+  local pos = vim.api.nvim_win_get_cursor(0)
+  return vim.api.nvim_get_current_buf(), pos[1], pos[2]
+end
+
+--- Text before and after (row, col), at most `max_prefix` / `max_suffix` characters, cut at
+--- line starts and ends so that the model sees whole lines.
+function M.context(buf, row, col, max_prefix, max_suffix)
+  local count = vim.api.nvim_buf_line_count(buf)
+  -- Lines hold at least one character each, so this many lines always suffice.
+  local first = math.max(0, row - 1 - max_prefix)
+  local last = math.min(count, row + max_suffix)
+  local before = vim.api.nvim_buf_get_lines(buf, first, row, false)
+  local after = vim.api.nvim_buf_get_lines(buf, row - 1, last, false)
+  local current = before[#before] or ""
+  before[#before] = current:sub(1, col)
+  after[1] = current:sub(col + 1)
+  local prefix = table.concat(before, "\n")
+  local suffix = table.concat(after, "\n")
+  if #prefix > max_prefix then
+    local cut = prefix:sub(-max_prefix)
+    local nl = cut:find("\n", 1, true)
+    prefix = nl and cut:sub(nl + 1) or cut
+  end
+  if #suffix > max_suffix then
+    local cut = suffix:sub(1, max_suffix)
+    suffix = cut:match("^(.*)\n") or cut
+  end
+  return prefix, suffix
+end
+
+local function clear_ghost()
+  local g = st.ghost
+  st.ghost = nil
+  if g and vim.api.nvim_buf_is_valid(g.buf) then
+    vim.api.nvim_buf_clear_namespace(g.buf, ns, 0, -1)
+  end
+end
+
+local function stop_timer()
+  if st.timer then
+    st.timer:stop()
+  end
+end
+
+--- Cancel the request in flight, if any (its reply, should one still come, is then stale).
+local function cancel_request()
+  st.gen = st.gen + 1
+  if st.req then
+    daemon.cancel(st.req)
+    st.req = nil
+    st.req_pos = nil
+  end
+end
+
+--- Drop the suggestion, the request in flight and a pending debounced request.
+function M.dismiss()
+  stop_timer()
+  cancel_request()
+  clear_ghost()
+end
+
+function M.visible()
+  local g = st.ghost
+  if not g or not vim.api.nvim_buf_is_valid(g.buf) then
+    return false
+  end
+  local buf, row, col = cursor()
+  return buf == g.buf and row == g.row and col == g.ccol and vim.b[buf].changedtick == g.tick
+end
+
+--- The suggestion on screen, or nil.
+function M.suggestion()
+  return M.visible() and st.ghost.text or nil
+end
+
+local function show(buf, row, col, ccol, s)
+  clear_ghost()
+  local lines = vim.split(s, "\n", { plain = true })
+  local opts = {
+    virt_text = { { lines[1], "EmberGhost" } },
+    virt_text_pos = "inline",
+    hl_mode = "combine",
+  }
+  if #lines > 1 then
+    opts.virt_lines = {}
+    for i = 2, #lines do
+      table.insert(opts.virt_lines, { { lines[i], "EmberGhost" } })
+    end
+  end
+  vim.api.nvim_buf_set_extmark(buf, ns, row - 1, col, opts)
+  st.ghost = { buf = buf, row = row, col = col, ccol = ccol, text = s, tick = vim.b[buf].changedtick }
+  vim.api.nvim_exec_autocmds("User", { pattern = "EmberCompletionShown", modeline = false, data = { text = s } })
+end
+
+--- Ask for a completion at the cursor now.
+---@param opts { manual: boolean|nil }|nil manual: report errors and empty results to the user
+function M.request(opts)
+  opts = opts or {}
+  M.attach()
+  M.dismiss()
+  local buf, row, col = cursor()
+  local ccol = col
+  if not in_insert() then
+    -- In normal mode the cursor sits on a character; at the end of a line, complete after it.
+    local line = vim.api.nvim_buf_get_lines(buf, row - 1, row, false)[1] or ""
+    if col + 1 >= #line then
+      col = #line
+    end
+  end
+  local o = config.options.complete
+  local prefix, suffix = M.context(buf, row, col, o.max_prefix_chars, o.max_suffix_chars)
+  local gen = st.gen
+  local tick = vim.b[buf].changedtick
+  st.req_pos = { buf = buf, row = row, col = ccol }
+  st.req = daemon.request("complete", {
+    prefix = prefix,
+    suffix = suffix,
+    max_tokens = o.max_tokens,
+    temperature = o.temperature,
+    stop = o.stop,
+    model = o.model,
+  }, function(err, result)
+    if gen ~= st.gen then
+      return -- superseded
+    end
+    st.req = nil
+    st.req_pos = nil
+    if err then
+      if opts.manual then
+        util.report("complete", err)
+      else
+        log.warn("completion failed: %s", util.error_text(err))
+      end
+      return
+    end
+    local s = type(result) == "table" and result.text or ""
+    local cbuf, crow, cc = cursor()
+    if cbuf ~= buf or vim.b[buf].changedtick ~= tick or crow ~= row or cc ~= ccol then
+      return -- the cursor or the text moved on meanwhile
+    end
+    if type(s) ~= "string" or s == "" then
+      if opts.manual then
+        util.notify("no completion here")
+      end
+      return
+    end
+    show(buf, row, col, ccol, s)
+  end)
+  return st.req
+end
+
+--- Insert the suggestion at the cursor. Returns false when there is none.
+function M.accept()
+  if not M.visible() then
+    clear_ghost()
+    return false
+  end
+  local g = st.ghost
+  clear_ghost()
+  cancel_request()
+  local lines = vim.split(g.text, "\n", { plain = true })
+  vim.api.nvim_buf_set_text(g.buf, g.row - 1, g.col, g.row - 1, g.col, lines)
+  local end_row = g.row + #lines - 1
+  local end_col = (#lines == 1 and g.col or 0) + #lines[#lines]
+  vim.api.nvim_win_set_cursor(0, { end_row, end_col })
+  return true
+end
+
+local function auto_allowed(buf)
+  local o = config.options.complete
+  if not o.auto or vim.bo[buf].buftype ~= "" then
+    return false
+  end
+  return o.filetypes == nil or vim.tbl_contains(o.filetypes, vim.bo[buf].filetype)
+end
+
+local function on_text_changed()
+  M.dismiss()
+  local buf = vim.api.nvim_get_current_buf()
+  if not auto_allowed(buf) then
+    return
+  end
+  st.timer = st.timer or vim.uv.new_timer()
+  st.timer:start(config.options.complete.debounce_ms, 0, vim.schedule_wrap(function()
+    if in_insert() and vim.api.nvim_get_current_buf() == buf then
+      M.request()
+    end
+  end))
+end
+
+-- Moving the cursor away makes the suggestion and the request in flight useless; a debounced
+-- request still to come reads the cursor when it fires, so it stays.
+local function on_cursor_moved()
+  local buf, row, col = cursor()
+  local g = st.ghost
+  if g and not (g.buf == buf and g.row == row and g.ccol == col) then
+    clear_ghost()
+  end
+  local p = st.req_pos
+  if st.req and p and not (p.buf == buf and p.row == row and p.col == col) then
+    cancel_request()
+  end
+end
+
+local function map_keys()
+  for lhs in pairs(st.mapped) do
+    pcall(vim.keymap.del, "i", lhs)
+  end
+  st.mapped = {}
+  local k = config.options.complete.keymaps
+  if k.accept then
+    vim.keymap.set("i", k.accept, function()
+      if M.visible() then
+        return "<Cmd>lua require('ember.complete').accept()<CR>"
+      end
+      return k.accept
+    end, { expr = true, desc = "Ember: accept the suggestion" })
+    st.mapped[k.accept] = true
+  end
+  if k.dismiss then
+    vim.keymap.set("i", k.dismiss, function()
+      if M.visible() then
+        return "<Cmd>lua require('ember.complete').dismiss()<CR>"
+      end
+      return k.dismiss
+    end, { expr = true, desc = "Ember: dismiss the suggestion" })
+    st.mapped[k.dismiss] = true
+  end
+end
+
+--- Install the autocommands (once) and the keymaps (again after each setup()).
+function M.attach(remap)
+  if not st.attached then
+    st.attached = true
+    vim.api.nvim_create_autocmd("TextChangedI", { group = group, callback = on_text_changed })
+    vim.api.nvim_create_autocmd({ "CursorMovedI", "CursorMoved" }, { group = group, callback = on_cursor_moved })
+    vim.api.nvim_create_autocmd({ "InsertLeave", "BufLeave" }, { group = group, callback = M.dismiss })
+    map_keys()
+  elseif remap then
+    map_keys()
+  end
+end
+
+return M

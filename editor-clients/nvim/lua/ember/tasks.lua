@@ -1,0 +1,258 @@
+--- What each :Ember subcommand does: build params, send the request, show or apply the result.
+local config = require("ember.config")
+local daemon = require("ember.daemon")
+local text = require("ember.text")
+local ui = require("ember.ui")
+local util = require("ember.util")
+
+local M = {}
+
+---@alias ember.CmdInfo { range: integer, line1: integer, line2: integer, fargs: string[] }|nil
+
+local function target_or_warn(cmd, fallback)
+  local t, why = text.target(cmd, fallback)
+  if not t then
+    util.warn(why)
+  end
+  return t
+end
+
+--- Stream a generative task into a float; `on_done(float, result)` runs on success.
+local function stream_task(method, params, float, on_done)
+  local req
+  float.on_close = function()
+    daemon.cancel(req)
+  end
+  params.stream = true
+  req = daemon.request(method, params, function(err, result)
+    if err then
+      float:fail(util.error_text(err))
+      util.report(method, err)
+      return
+    end
+    float:finish(type(result) == "table" and type(result.text) == "string" and result.text or "")
+    if on_done then
+      on_done(float, result)
+    end
+  end, {
+    on_stream = function(delta)
+      float:append(delta)
+    end,
+  })
+  return req
+end
+
+--- :Ember summarize: summary of the selection or paragraph, streamed into a float.
+---@param cmd ember.CmdInfo
+function M.summarize(cmd)
+  local t = target_or_warn(cmd, "paragraph")
+  if not t then
+    return
+  end
+  local o = config.options.summarize
+  local float = ui.open({ title = "summary", target = t })
+  return stream_task("summarize", {
+    text = t.text,
+    form = o.form,
+    length = o.length,
+    max_tokens = o.max_tokens,
+    model = o.model,
+  }, float)
+end
+
+--- :Ember translate [lang]: translation streamed into a float, then put in place of the text
+--- (or below it) as one undoable change, as `translate.action` says.
+---@param cmd ember.CmdInfo
+function M.translate(cmd)
+  local t = target_or_warn(cmd, "paragraph")
+  if not t then
+    return
+  end
+  local o = config.options.translate
+  local function run(lang)
+    lang = lang and vim.trim(lang)
+    if not lang or lang == "" then
+      text.release(t)
+      return
+    end
+    local action = o.action
+    local float = ui.open({ title = "translation → " .. lang, target = t, enter = action == "preview" })
+    stream_task("translate", {
+      text = t.text,
+      target = lang,
+      source = o.source,
+      max_tokens = o.max_tokens,
+      model = o.model,
+    }, float, function(f, result)
+      if action == "preview" then
+        return
+      end
+      local apply = action == "replace" and text.replace or text.insert_below
+      local ok, why = apply(t, result.text or "")
+      if ok then
+        f:close()
+      else
+        -- Keep the result: the float's keys can still insert or yank it.
+        util.warn(why)
+      end
+    end)
+  end
+  local lang = cmd and cmd.fargs and #cmd.fargs > 0 and table.concat(cmd.fargs, " ") or nil
+  if lang then
+    run(lang)
+  elseif o.prompt then
+    vim.ui.input({ prompt = "Translate to: ", default = o.target }, run)
+  else
+    run(o.target)
+  end
+end
+
+local function bar(score, width)
+  local n = math.floor(score * width + 0.5)
+  return string.rep("█", n) .. string.rep("░", width - n)
+end
+
+--- The classify result as lines: the top label, then every label with its score.
+function M.format_scores(result)
+  local scores = vim.deepcopy(result.scores or {})
+  table.sort(scores, function(a, b)
+    return a.score > b.score
+  end)
+  local width = 0
+  for _, s in ipairs(scores) do
+    width = math.max(width, vim.fn.strdisplaywidth(s.label))
+  end
+  local lines = { ("%s"):format(result.label), "" }
+  for _, s in ipairs(scores) do
+    local pad = string.rep(" ", width - vim.fn.strdisplaywidth(s.label))
+    table.insert(lines, ("%s%s  %5.1f%%  %s"):format(s.label, pad, s.score * 100, bar(s.score, 20)))
+  end
+  return lines
+end
+
+--- :Ember classify [labels...]: probability of each label (labels from the arguments, else
+--- `classify.labels`, else the daemon's default).
+---@param cmd ember.CmdInfo
+function M.classify(cmd)
+  local o = config.options.classify
+  local labels = cmd and cmd.fargs and #cmd.fargs > 0 and cmd.fargs or o.labels
+  if labels and #labels < 2 then
+    util.warn("classify needs at least two labels")
+    return
+  end
+  local t = target_or_warn(cmd, "paragraph")
+  if not t then
+    return
+  end
+  local float = ui.open({ title = "classify" })
+  local req
+  float.on_close = function()
+    daemon.cancel(req)
+  end
+  req = daemon.request("classify", {
+    text = t.text,
+    labels = labels,
+    calibrate = o.calibrate,
+    model = o.model,
+  }, function(err, result)
+    text.release(t)
+    if err then
+      float:fail(util.error_text(err))
+      util.report("classify", err)
+      return
+    end
+    float.title = "classify: " .. tostring(result.label)
+    float:finish(table.concat(M.format_scores(result), "\n"))
+  end)
+  return req
+end
+
+--- :Ember tokens: token count of the selection, or of the whole buffer.
+---@param cmd ember.CmdInfo
+function M.tokens(cmd)
+  local t = target_or_warn(cmd, "buffer")
+  if not t then
+    return
+  end
+  text.release(t)
+  local what = cmd and cmd.range and cmd.range > 0 and "selection" or "buffer"
+  return daemon.request("tokenize", {
+    text = t.text,
+    model = config.options.tokens.model,
+    return_ids = false,
+    return_tokens = false,
+    return_offsets = false,
+  }, function(err, result)
+    if err then
+      util.report("tokenize", err)
+      return
+    end
+    util.notify(("%d tokens in the %s (%s)"):format(result.count, what, tostring(result.model)))
+  end)
+end
+
+-- A JSON-ish value as indented lines, for :Ember status (whose fields may grow).
+local function describe(value, indent, out)
+  indent = indent or ""
+  out = out or {}
+  if type(value) ~= "table" then
+    return out
+  end
+  local keys = vim.tbl_keys(value)
+  table.sort(keys, function(a, b)
+    return tostring(a) < tostring(b)
+  end)
+  for _, k in ipairs(keys) do
+    local v = value[k]
+    local label = type(k) == "number" and "-" or (tostring(k) .. ":")
+    if type(v) == "table" and next(v) ~= nil then
+      local name = type(k) == "number" and v.name
+      table.insert(out, indent .. label .. (name and (" " .. tostring(name)) or ""))
+      describe(v, indent .. "  ", out)
+    elseif v == vim.NIL then
+      table.insert(out, ("%s%s null"):format(indent, label))
+    elseif type(v) == "table" then
+      table.insert(out, ("%s%s (none)"):format(indent, label))
+    else
+      table.insert(out, ("%s%s %s"):format(indent, label, tostring(v)))
+    end
+  end
+  return out
+end
+M.describe = describe
+
+--- :Ember status: the daemon's loaded models, memory and queue, and the client's view.
+function M.status()
+  local cs = daemon.client_state()
+  local head = {
+    ("client: %s · %s"):format(cs.status, table.concat(cs.cmd, " ")),
+    ("log: %s"):format(cs.log_file),
+  }
+  if cs.failure then
+    table.insert(head, "problem: " .. cs.failure)
+  end
+  local float = ui.open({ title = "status", text = table.concat(head, "\n") })
+  return daemon.request("daemon/status", nil, function(err, result)
+    if err then
+      float:fail(util.error_text(err))
+      util.report("daemon/status", err)
+      return
+    end
+    local lines = vim.list_extend(head, { "" })
+    float:finish(table.concat(describe(result, "", lines), "\n"))
+  end)
+end
+
+function M.restart()
+  util.notify("restarting the daemon")
+  daemon.restart()
+end
+
+function M.log()
+  local path = require("ember.log").prepare()
+  vim.cmd("split " .. vim.fn.fnameescape(path))
+  vim.bo.autoread = true
+  vim.cmd("normal! G")
+end
+
+return M
