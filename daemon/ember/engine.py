@@ -1,0 +1,181 @@
+"""The engine: settings, model registry and workers behind one small API for the handlers.
+
+It is shared by every connection (one for `ember serve`, many for the shared daemon), so all models
+stay resident once, whoever asked for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from . import __version__
+from .config import Settings
+from .errors import TaskUnavailable
+from .models.registry import Registry
+from .rpc.protocol import RequestContext
+from .tasks import TASKS
+from .tasks.base import RunContext
+from .worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.started = time.time()
+        self.requests_served = 0
+        self.connections: set[Any] = set()  # every client's protocol
+        self.initialized: set[Any] = set()  # clients that called initialize: they get progress
+        self.registry = Registry(settings, progress=self.broadcast_progress)
+        self._workers: dict[str, Worker] = {}
+        # Tokenizer work and tokenizer loads: off the event loop, never behind a generation.
+        self.side_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ember-side")
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def worker_for(self, model_name: str) -> Worker:
+        # One worker per configured device: models on the same device take turns on it.
+        device = self.settings.models[model_name].device
+        key = "cuda:0" if device == "cuda" else device
+        if key not in self._workers:
+            d = self.settings.daemon
+            self._workers[key] = Worker(key, d.threads, d.max_queue)
+        return self._workers[key]
+
+    @property
+    def workers(self) -> list[Worker]:
+        return list(self._workers.values())
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        # Start the default worker now: it imports torch in the background while we answer.
+        self.worker_for(self.model_for("complete") or next(iter(self.settings.models)))
+        for name in self.settings.daemon.preload:
+            self.worker_for(name).submit(lambda n=name: self.registry.acquire(n), f"preload {name}")
+        if self.settings.daemon.keep_alive_s >= 0:
+            loop.call_later(self._reap_interval(), self._reap_idle)
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+        self.side_pool.shutdown(wait=False, cancel_futures=True)
+
+    def _reap_interval(self) -> float:
+        return max(1.0, min(60.0, self.settings.daemon.keep_alive_s / 4 or 1.0))
+
+    def _reap_idle(self) -> None:
+        for lm in self.registry.loaded():
+            if time.monotonic() - lm.last_used >= self.settings.daemon.keep_alive_s:
+                # Unload on the model's own worker so it never races a forward pass.
+                try:
+                    self.worker_for(lm.name).submit(self.registry.unload_idle, "unload idle")
+                except Exception:  # noqa: BLE001 - a full queue just means "not idle"
+                    pass
+                break
+        if self.loop is not None:
+            self.loop.call_later(self._reap_interval(), self._reap_idle)
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def model_for(self, task: str, requested: str | None = None) -> str | None:
+        name = requested or self.settings.model_for_task(task)
+        if name is not None:
+            self.registry.check_name(name)
+        return name
+
+    async def run_task(self, task_name: str, params: Any, req: RequestContext) -> dict[str, Any]:
+        task = TASKS[task_name]
+        model_name = self.model_for(task_name, getattr(params, "model", None))
+        if model_name is None:
+            raise TaskUnavailable(f"no model is configured for {task_name}: set tasks.{task_name} "
+                                  f"to a model of kind {' or '.join(task.kinds)}")
+        kind = self.settings.models[model_name].kind
+        if kind not in task.kinds:
+            raise TaskUnavailable(f"{task_name} needs a model of kind {' or '.join(task.kinds)}; "
+                                  f"model '{model_name}' is {kind}")
+        run_ctx = RunContext(cancelled=req.cancelled)
+        if getattr(params, "stream", False):
+            index = iter(range(1 << 62))
+            run_ctx.on_delta = lambda delta: req.notify(
+                "ember/stream", {"id": req.id, "delta": delta, "index": next(index)})
+        submitted = time.monotonic()
+
+        def job() -> dict[str, Any]:
+            started = time.monotonic()
+            run_ctx.check_cancelled()
+            lm, load_s = self.registry.acquire(model_name)
+            with lm.lock:
+                result = task.run(params, lm, run_ctx)
+            lm.touch()
+            done = time.monotonic()
+            run_ms = result.pop("run_ms", (done - started - load_s) * 1000)
+            timings = {
+                "queue_ms": round((started - submitted) * 1000, 2),
+                "load_ms": round(load_s * 1000, 2),
+                "run_ms": round(run_ms, 2),
+                "total_ms": round((done - submitted) * 1000, 2),
+            }
+            completion = result.get("usage", {}).get("completion_tokens", 0)
+            if completion and run_ms > 0:
+                timings["tokens_per_second"] = round(completion / (run_ms / 1000), 2)
+            return {**result, "model": model_name, "timings": timings}
+
+        future = self.worker_for(model_name).submit(job, f"{task_name} {req.id!r}")
+        try:
+            return await asyncio.wrap_future(future)
+        finally:
+            if not future.done():
+                req.cancelled.set()  # cancelled while running: stop at the next decoding step
+
+    async def on_side(self, fn: Any, *args: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.side_pool, fn, *args)
+
+    async def tokenizer(self, task: str, requested: str | None) -> tuple[str, Any]:
+        name = self.model_for(task, requested)
+        assert name is not None
+        return name, await self.on_side(self.registry.tokenizer, name)
+
+    # -- status and broadcasts -----------------------------------------------------------------
+
+    def broadcast_progress(self, params: dict[str, Any]) -> None:
+        # Only clients that said `initialize` expect notifications; a one-shot pipe gets replies only.
+        for proto in list(self.initialized):
+            proto.send_notification("ember/progress", params)
+
+    def status(self) -> dict[str, Any]:
+        import psutil
+
+        proc = psutil.Process()
+        mem = proc.memory_info()
+        return {
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(time.time() - self.started, 1),
+            "requests_served": self.requests_served,
+            "queue_depth": sum(w.queue_depth for w in self.workers),
+            "running": [w.running.label for w in self.workers if w.running is not None],
+            "connections": len(self.connections),
+            "memory": {"rss_bytes": mem.rss, "models_bytes": sum(m.memory_bytes for m in self.registry.loaded())},
+            "models": [m.describe() for m in self.registry.loaded()],
+            "model_loads": self.registry.loads,
+            "workers": [{"device": w.device, "threads": w.threads, "queue_depth": w.queue_depth,
+                         "jobs_done": w.jobs_done} for w in self.workers],
+        }
+
+    @staticmethod
+    def detect_device() -> str:
+        """What `auto` resolves to. Imports torch, so call it off the event loop."""
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"

@@ -1,0 +1,210 @@
+"""The model registry: load on first use, keep resident, evict by memory budget and idle time.
+
+Model loads happen on the worker that will run the model, so requests for a model that is loading
+simply queue behind that one load. Tokenizers load separately (and quickly) so that `tokenize` never
+waits for weights.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import InvalidParams, ModelLoadError
+from . import loader, sources
+from .loaded import LoadedModel
+from .ml import ensure_imported
+
+log = logging.getLogger(__name__)
+
+ProgressSink = Callable[[dict[str, Any]], None]
+
+
+class Registry:
+    def __init__(self, settings: Settings, progress: ProgressSink | None = None):
+        self.settings = settings
+        self.cache_dir = Path(settings.daemon.cache_dir).expanduser()
+        self._progress = progress
+        self._loaded: dict[str, LoadedModel] = {}
+        self._tokenizers: dict[str, Any] = {}
+        self._folders: dict[str, Path] = {}
+        self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in settings.models}
+        self._guard = threading.Lock()
+        self.loads = 0  # how many model loads this daemon has done
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def check_name(self, name: str) -> None:
+        if name not in self.settings.models:
+            known = ", ".join(sorted(self.settings.models))
+            raise InvalidParams(f"model: no model named '{name}' is configured (known: {known})")
+
+    def loaded(self) -> list[LoadedModel]:
+        with self._guard:
+            return list(self._loaded.values())
+
+    def get_loaded(self, name: str) -> LoadedModel | None:
+        with self._guard:
+            return self._loaded.get(name)
+
+    def describe_all(self) -> list[dict[str, Any]]:
+        out = []
+        for name, settings in self.settings.models.items():
+            lm = self.get_loaded(name)
+            entry: dict[str, Any] = {
+                "name": name,
+                "source": sources.describe_source(settings),
+                "kind": settings.kind,
+                "quantization_requested": settings.quantization,
+                "loaded": lm is not None,
+                "tasks": [t for t, m in self.settings.tasks.model_dump().items() if m == name],
+            }
+            if lm is not None:
+                entry.update(lm.describe())
+            out.append(entry)
+        return out
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def folder(self, name: str) -> Path:
+        """The model's local files, downloading or converting them once."""
+        self.check_name(name)
+        with self._locks[name]:
+            if name not in self._folders:
+                self._folders[name] = sources.resolve(
+                    self.settings.models[name], self.cache_dir, self._reporter(name)
+                )
+            return self._folders[name]
+
+    def tokenizer(self, name: str) -> Any:
+        """The model's tokenizer, without loading its weights. Safe from any thread."""
+        lm = self.get_loaded(name)
+        if lm is not None:
+            return lm.tokenizer
+        with self._guard:
+            if name in self._tokenizers:
+                return self._tokenizers[name]
+        ensure_imported()
+        folder = self.folder(name)
+        with self._locks[name]:  # one tokenizer load per model, however many ask at once
+            with self._guard:
+                if name in self._tokenizers:
+                    return self._tokenizers[name]
+            tok = loader.load_tokenizer(folder, self.settings.models[name])
+            with self._guard:
+                self._tokenizers[name] = tok
+            return tok
+
+    def acquire(self, name: str) -> tuple[LoadedModel, float]:
+        """The loaded model (loading it now if needed) and the seconds spent loading. Worker only."""
+        self.check_name(name)
+        lm = self.get_loaded(name)
+        if lm is not None:
+            lm.touch()
+            return lm, 0.0
+        started = time.monotonic()
+        ensure_imported()
+        self.folder(name)  # resolve under the per-model lock first: one download or conversion
+        with self._locks[name]:
+            lm = self.get_loaded(name)
+            if lm is None:
+                report = self._reporter(name)
+                try:
+                    lm = loader.load(name, self.settings.models[name], self.cache_dir, report)
+                except ModelLoadError as exc:
+                    report("error", None, message=exc.message)
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    log.exception("Unexpected failure loading %s", name)
+                    report("error", None, message=str(exc))
+                    raise ModelLoadError(f"could not load model '{name}': {exc}") from exc
+                with self._guard:
+                    self._loaded[name] = lm
+                    self._tokenizers.pop(name, None)
+                    self.loads += 1
+                report("ready", 100.0)
+                self._enforce_budget(keep=name)
+        lm.touch()
+        return lm, time.monotonic() - started
+
+    def unload(self, name: str) -> bool:
+        self.check_name(name)
+        with self._guard:
+            lm = self._loaded.pop(name, None)
+        if lm is None:
+            return False
+        with lm.lock:  # wait for a forward pass in progress
+            lm.model = None
+        del lm
+        _free_memory()
+        log.info("Unloaded %s", name)
+        return True
+
+    def unload_idle(self) -> list[str]:
+        """Unload models unused for longer than keep_alive_s. Returns their names."""
+        keep_alive = self.settings.daemon.keep_alive_s
+        if keep_alive < 0:
+            return []
+        now = time.monotonic()
+        idle = [lm.name for lm in self.loaded()
+                if now - lm.last_used >= keep_alive and not lm.lock.locked()]
+        for name in idle:
+            log.info("Unloading %s after %.0fs idle (keep_alive_s)", name, keep_alive)
+            self.unload(name)
+        return idle
+
+    def _enforce_budget(self, keep: str) -> None:
+        budget = self.settings.daemon.memory_budget_mb * 1024 * 1024
+        if budget <= 0:
+            return
+        while True:
+            models = self.loaded()
+            total = sum(m.memory_bytes for m in models)
+            victims = sorted((m for m in models if m.name != keep), key=lambda m: m.last_used)
+            if total <= budget or not victims:
+                return
+            log.info("Memory budget %d MB exceeded (%d MB): evicting %s",
+                     budget >> 20, total >> 20, victims[0].name)
+            self.unload(victims[0].name)
+
+    def _reporter(self, name: str) -> Callable[..., None]:
+        def report(phase: str, percent: float | None, nbytes: int | None = None,
+                   total: int | None = None, message: str | None = None) -> None:
+            if self._progress is None:
+                return
+            self._progress({
+                "model": name,
+                "phase": phase,
+                "percent": None if percent is None else round(percent, 1),
+                "bytes": nbytes,
+                "total_bytes": total,
+                "message": message or _PHASE_TEXT.get(phase, phase),
+            })
+
+        return report
+
+
+_PHASE_TEXT = {
+    "download": "downloading model files",
+    "convert": "converting GGUF to safetensors (once)",
+    "load": "loading weights",
+    "quantize": "quantizing",
+    "ready": "model ready",
+}
+
+
+def _free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001
+        pass

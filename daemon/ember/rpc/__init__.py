@@ -1,0 +1,1 @@
+"""JSON-RPC dispatch: the envelope, the server, and the thin method handlers."""

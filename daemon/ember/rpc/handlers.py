@@ -1,0 +1,140 @@
+"""Thin method handlers: validate params against wire.py, then hand off to the engine or a task.
+
+No ML code here; every handler is async so the event loop stays free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import PROTOCOL_VERSION, __version__
+from ..engine import Engine
+from ..errors import InvalidParams
+from ..tasks import TASKS
+from ..tasks.tokenize import detokenize, tokenize
+from ..wire import METHODS, DetokenizeParams, InitializeParams, ModelParams, TokenizeParams
+from .protocol import RequestContext, current_request
+
+Handler = Callable[[Any], Awaitable[Any]]
+
+
+def parse_params(method: str, raw: Any) -> Any:
+    """Strictly validate raw params; a clear -32602 naming the field otherwise."""
+    spec = METHODS[method].params
+    if spec is None:
+        if raw in (None, {}, []):
+            return None
+        raise InvalidParams(f"params: {method} takes no parameters")
+    if raw is None:
+        required = [n for n, f in spec.model_fields.items() if f.is_required()]
+        hint = f" with {', '.join(required)}" if required else " (may be empty: {})"
+        raise InvalidParams(f"params: missing; {method} needs an object{hint}")
+    if isinstance(raw, list):
+        raise InvalidParams("params: must be an object with named fields, not an array")
+    try:
+        return spec.model_validate(raw)
+    except ValidationError as exc:
+        raise InvalidParams(describe_validation(exc), {"errors": _error_list(exc)}) from None
+
+
+def describe_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        field = ".".join(str(p) for p in err["loc"]) or "params"
+        if err["type"] == "extra_forbidden":
+            parts.append(f"{field}: unknown parameter")
+        elif err["type"] == "missing":
+            parts.append(f"{field}: required")
+        else:
+            parts.append(f"{field}: {err['msg']}")
+    more = len(exc.errors()) - 3
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _error_list(exc: ValidationError) -> list[dict[str, str]]:
+    return [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+
+
+def build_handlers(engine: Engine, on_initialize: Callable[[InitializeParams], None]) -> dict[str, Handler]:
+    """Method name -> async handler taking the raw params."""
+
+    async def initialize(p: InitializeParams, req: RequestContext) -> dict[str, Any]:
+        on_initialize(p)
+        engine.initialized.add(req.protocol)
+        return {
+            "server": {"name": "ember", "version": __version__},
+            "protocol_version": PROTOCOL_VERSION,
+            "methods": sorted(METHODS),
+            "tasks": sorted(TASKS) + ["tokenize"],
+            "models": engine.registry.describe_all(),
+            "device": await engine.on_side(engine.detect_device),
+            "pid": __import__("os").getpid(),
+        }
+
+    async def shutdown(_: None, req: RequestContext) -> None:
+        req.protocol.shutdown_requested = True
+        return None
+
+    async def tokenize_(p: TokenizeParams, req: RequestContext) -> dict[str, Any]:
+        name, tok = await engine.tokenizer("tokenize", p.model)
+        return await engine.on_side(tokenize, p, tok, name)
+
+    async def detokenize_(p: DetokenizeParams, req: RequestContext) -> dict[str, Any]:
+        name, tok = await engine.tokenizer("tokenize", p.model)
+        return await engine.on_side(detokenize, p, tok, name)
+
+    async def status(_: None, req: RequestContext) -> dict[str, Any]:
+        return engine.status()
+
+    async def models_list(_: None, req: RequestContext) -> dict[str, Any]:
+        return {"models": engine.registry.describe_all()}
+
+    async def models_load(p: ModelParams, req: RequestContext) -> dict[str, Any]:
+        engine.registry.check_name(p.model)
+        worker = engine.worker_for(p.model)
+        import asyncio
+
+        lm, _ = await asyncio.wrap_future(worker.submit(lambda: engine.registry.acquire(p.model),
+                                                        f"load {p.model}"))
+        return {"model": lm.describe()}
+
+    async def models_unload(p: ModelParams, req: RequestContext) -> dict[str, Any]:
+        engine.registry.check_name(p.model)
+        import asyncio
+
+        done = await asyncio.wrap_future(engine.worker_for(p.model).submit(
+            lambda: engine.registry.unload(p.model), f"unload {p.model}"))
+        return {"unloaded": done}
+
+    def task(name: str) -> Callable[[Any, RequestContext], Awaitable[Any]]:
+        async def run(p: Any, req: RequestContext) -> Any:
+            return await engine.run_task(name, p, req)
+
+        return run
+
+    impls: dict[str, Callable[[Any, RequestContext], Awaitable[Any]]] = {
+        "initialize": initialize,
+        "shutdown": shutdown,
+        "tokenize": tokenize_,
+        "detokenize": detokenize_,
+        "daemon/status": status,
+        "models/list": models_list,
+        "models/load": models_load,
+        "models/unload": models_unload,
+        **{name: task(name) for name in TASKS},
+    }
+    missing = set(METHODS) ^ set(impls)
+    assert not missing, f"METHODS and handlers disagree: {missing}"
+
+    def bind(method: str, impl: Callable[[Any, RequestContext], Awaitable[Any]]) -> Handler:
+        async def handler(raw: Any) -> Any:
+            params = parse_params(method, raw)
+            return await impl(params, current_request.get())
+
+        handler.__name__ = f"handle_{method.replace('/', '_')}"
+        return handler
+
+    return {method: bind(method, impl) for method, impl in impls.items()}

@@ -1,0 +1,307 @@
+"""JSON-RPC 2.0 on top of pygls's protocol, with the gaps the specification leaves us closed.
+
+pygls gives us handler registration and execution (async tasks, futures, cancellation). Out of the
+box it stays silent on invalid JSON, batches, missing params and post-shutdown requests, and it leaks
+tracebacks in errors. This subclass owns the envelope: it parses and validates every message,
+answers each request exactly once with the client's own id, collects batch replies into one array,
+and turns any failure into a short error (the traceback goes to the log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import itertools
+import json
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from pygls.exceptions import JsonRpcException, JsonRpcMethodNotFound
+from pygls.protocol import JsonRPCProtocol
+
+from ..errors import (
+    EmberError,
+    InternalError,
+    InvalidRequest,
+    MethodNotFound,
+    ParseError,
+    RequestCancelled,
+    ShuttingDown,
+)
+from ..transport.framing import Framing, FramingError, encode
+
+log = logging.getLogger(__name__)
+
+CANCEL = "$/cancelRequest"
+EXIT = "exit"
+
+
+@dataclass
+class Batch:
+    expected: int = 0
+    replies: list[dict[str, Any]] = field(default_factory=list)
+    sealed: bool = False
+
+
+@dataclass
+class RequestContext:
+    """What a handler knows about the request it serves (read through `current_request`)."""
+
+    protocol: EmberProtocol
+    id: Any
+    method: str
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    batch: Batch | None = None
+
+    def notify(self, method: str, params: Any) -> None:
+        """Send a notification to this request's client; safe from any thread."""
+        self.protocol.send_notification(method, params)
+
+
+current_request: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("current_request")
+
+
+def _valid_id(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
+
+
+def _same_id(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+class EmberProtocol(JsonRPCProtocol):
+    """One client connection's protocol state. Handlers (the feature manager) may be shared."""
+
+    def __init__(self, server, converter, features=None):
+        super().__init__(server, converter)
+        if features is not None:
+            self.fm = features
+        self.framing: Framing = "headers"
+        self._write: Callable[[bytes], None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._keys = itertools.count(1)
+        self._inflight: dict[int, RequestContext] = {}
+        self._idle: asyncio.Event | None = None
+        self.shutdown_requested = False
+        self.on_exit: Callable[[int], None] | None = None
+        self.on_request: Callable[[str], None] | None = None  # counters, idle timers
+
+    # -- wiring --------------------------------------------------------------------------------
+
+    def attach(self, write: Callable[[bytes], None], loop: asyncio.AbstractEventLoop) -> None:
+        """Bind to a transport: `write` takes whole frames and is called on the loop's thread."""
+        self._write = write
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def wait_idle(self) -> None:
+        """Return once every request received so far has been answered."""
+        assert self._idle is not None
+        await self._idle.wait()
+
+    def cancel_all(self) -> None:
+        """The client went away: cancel everything it asked for."""
+        for key, req in list(self._inflight.items()):
+            req.cancelled.set()
+            future = self._request_futures.get(key)
+            if future is not None:
+                future.cancel()
+
+    # -- inbound -------------------------------------------------------------------------------
+
+    def receive(self, frame: bytes | FramingError) -> None:
+        """Handle one framed message body (called on the event loop)."""
+        if isinstance(frame, FramingError):
+            self._send_error_message(None, ParseError(f"Parse error: {frame.message}"))
+            return
+        try:
+            data = json.loads(frame)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._send_error_message(None, ParseError(f"Parse error: invalid JSON ({exc})"))
+            return
+        if isinstance(data, list):
+            if not data:
+                self._send_error_message(None, InvalidRequest("Invalid Request: empty batch"))
+                return
+            batch = Batch()
+            for item in data:
+                self._receive_one(item, batch)
+            batch.sealed = True
+            self._flush_batch(batch)
+        else:
+            self._receive_one(data, None)
+
+    def _receive_one(self, msg: Any, batch: Batch | None) -> None:
+        problem = self._envelope_problem(msg)
+        if problem is None and "method" not in msg:
+            log.debug("Ignoring a response object from the client: %r", msg.get("id"))
+            return
+        if problem is None and "id" not in msg:
+            self._receive_notification(msg["method"], msg.get("params"))
+            return
+        if batch is not None:
+            batch.expected += 1  # everything past this point is answered exactly once
+        if problem is not None:
+            msg_id = msg.get("id") if isinstance(msg, dict) and _valid_id(msg.get("id")) else None
+            self._answer_now(msg_id, batch, error=InvalidRequest(f"Invalid Request: {problem}"))
+            return
+        method, params = msg["method"], msg.get("params")
+        if self.on_request:
+            self.on_request(method)
+        if self.shutdown_requested:
+            self._answer_now(msg["id"], batch, error=ShuttingDown("the daemon is shutting down"))
+            return
+        key = next(self._keys)
+        req = RequestContext(protocol=self, id=msg["id"], method=method, batch=batch)
+        self._inflight[key] = req
+        assert self._idle is not None
+        self._idle.clear()
+        contextvars.copy_context().run(self._start_request, key, req, params)
+
+    @staticmethod
+    def _envelope_problem(msg: Any) -> str | None:
+        if not isinstance(msg, dict):
+            return f"expected an object, got {type(msg).__name__}"
+        if msg.get("jsonrpc") != "2.0":
+            return '"jsonrpc" must be "2.0"'
+        if "id" in msg and not _valid_id(msg["id"]):
+            return '"id" must be a string, a number or null'
+        if "method" not in msg:
+            if "id" in msg and ("result" in msg or "error" in msg):
+                return None  # a response to a request of ours
+            return 'missing "method"'
+        if not isinstance(msg["method"], str):
+            return '"method" must be a string'
+        if "params" in msg and not isinstance(msg["params"], (dict, list)):
+            return '"params" must be an object or an array'
+        return None
+
+    def _receive_notification(self, method: str, params: Any) -> None:
+        if method == CANCEL:
+            self._cancel(params)
+        elif method == EXIT:
+            if self.on_exit:
+                self.on_exit(0 if self.shutdown_requested else 1)
+        elif not self.shutdown_requested:
+            contextvars.copy_context().run(self._handle_notification, method, params)
+
+    def _cancel(self, params: Any) -> None:
+        if not isinstance(params, dict) or "id" not in params:
+            log.warning("$/cancelRequest without an id: %r", params)
+            return
+        for key, req in list(self._inflight.items()):
+            if _same_id(req.id, params["id"]):
+                log.info("Cancelling request %r (%s)", req.id, req.method)
+                req.cancelled.set()
+                future = self._request_futures.get(key)
+                if future is not None:
+                    future.cancel()
+
+    def _start_request(self, key: int, req: RequestContext, params: Any) -> None:
+        try:
+            handler = self._get_handler(req.method)
+        except JsonRpcMethodNotFound:
+            self._reply(key, error=MethodNotFound(f"Method not found: {req.method}"))
+            return
+        current_request.set(req)
+        self._execute_handler(
+            key, handler, callback=partial(self._send_handler_result, msg_id=key), args=(params,)
+        )
+
+    # -- outbound ------------------------------------------------------------------------------
+
+    def _send_handler_result(self, future: Future[Any], *, msg_id: Any) -> None:
+        key = msg_id
+        self._request_futures.pop(key, None)
+        if future.cancelled():
+            self._reply(key, error=RequestCancelled("Request cancelled"))
+            return
+        exc = future.exception()
+        if exc is None:
+            self._reply(key, result=future.result())
+        elif isinstance(exc, EmberError):
+            if exc.code == RequestCancelled.code:
+                log.info("Request %s cancelled", key)
+            else:
+                log.info("Request failed: %s", exc.message)
+            self._reply(key, error=exc)
+        elif isinstance(exc, JsonRpcException):
+            self._reply(key, error=EmberError(str(exc.message)))
+        else:
+            req = self._inflight.get(key)
+            log.error("Internal error in %s", req.method if req else "?", exc_info=exc)
+            self._reply(key, error=InternalError(f"Internal error: {type(exc).__name__}"))
+
+    def _reply(self, key: int, result: Any = None, error: EmberError | None = None) -> None:
+        req = self._inflight.pop(key, None)
+        if req is None:
+            return
+        self._answer_now(req.id, req.batch, result=result, error=error)
+        if not self._inflight and self._idle is not None:
+            self._idle.set()
+
+    def _answer_now(self, msg_id: Any, batch: Batch | None, result: Any = None,
+                    error: EmberError | None = None) -> None:
+        if error is not None:
+            message = {"jsonrpc": "2.0", "id": msg_id, "error": error.to_error()}
+        else:
+            message = {"jsonrpc": "2.0", "id": msg_id, "result": result}
+        if batch is None:
+            self.send_message(message)
+            return
+        batch.replies.append(message)
+        self._flush_batch(batch)
+
+    def _flush_batch(self, batch: Batch) -> None:
+        if batch.sealed and batch.replies and len(batch.replies) >= batch.expected:
+            replies, batch.replies = batch.replies, []
+            self.send_message(replies)
+
+    def _send_error_message(self, msg_id: Any, error: EmberError) -> None:
+        self.send_message({"jsonrpc": "2.0", "id": msg_id, "error": error.to_error()})
+
+    def send_notification(self, method: str, params: Any) -> None:
+        self.send_message({"jsonrpc": "2.0", "method": method, "params": params})
+
+    def notify(self, method: str, params: Any | None = None) -> None:  # pygls API
+        self.send_notification(method, params)
+
+    def send_message(self, message: Any) -> None:
+        """Encode and write one message; from another thread it is handed to the loop first."""
+        try:
+            data = encode(message, self.framing)
+        except (TypeError, ValueError):
+            log.exception("Unserializable reply")
+            if isinstance(message, dict) and "id" in message:
+                data = encode({"jsonrpc": "2.0", "id": message["id"],
+                               "error": InternalError("Internal error: unserializable result").to_error()},
+                              self.framing)
+            else:
+                return
+        if self._write is None or self._loop is None:
+            log.error("No transport to send on")
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._safe_write(data)
+        else:
+            self._loop.call_soon_threadsafe(self._safe_write, data)
+
+    def _safe_write(self, data: bytes) -> None:
+        try:
+            assert self._write is not None
+            self._write(data)
+        except (BrokenPipeError, ConnectionError, OSError) as exc:
+            log.warning("Client connection lost while writing: %s", exc)
+            self.cancel_all()

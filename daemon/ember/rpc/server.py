@@ -1,0 +1,25 @@
+"""Build the pygls JSON-RPC server: our protocol class plus the method handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pygls.protocol import default_converter
+from pygls.server import JsonRPCServer
+
+from ..engine import Engine
+from ..wire import InitializeParams
+from .handlers import build_handlers
+from .protocol import EmberProtocol
+
+
+def build_server(engine: Engine, on_initialize: Callable[[InitializeParams], None]) -> JsonRPCServer:
+    server = JsonRPCServer(EmberProtocol, default_converter)
+    for method, handler in build_handlers(engine, on_initialize).items():
+        server.feature(method)(handler)
+    return server
+
+
+def new_connection(server: JsonRPCServer) -> EmberProtocol:
+    """A protocol for one more client (shared daemon), with the same handlers."""
+    return EmberProtocol(server, default_converter(), features=server.protocol.fm)

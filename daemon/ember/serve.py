@@ -1,0 +1,73 @@
+"""`ember serve`: the daemon on stdin/stdout for one client."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+
+from .config import LoadedConfig
+
+log = logging.getLogger(__name__)
+
+
+def run_stdio(loaded: LoadedConfig, parent_pid: int | None = None) -> int:
+    from .transport.stdio import StdioConnection, claim_stdout
+
+    protocol_fd = claim_stdout()  # before heavy imports: nothing else may write to our stdout
+    from .engine import Engine
+    from .lifecycle import on_signals, watch_parent
+    from .rpc.server import build_server
+
+    engine = Engine(loaded.settings)
+
+    async def main() -> int:
+        loop = asyncio.get_running_loop()
+        finished: asyncio.Future[int] = loop.create_future()
+
+        def finish(code: int) -> None:
+            if not finished.done():
+                finished.set_result(code)
+
+        watching: set[int] = set()
+
+        def on_initialize(params) -> None:
+            if params.process_id and params.process_id not in watching:
+                watching.add(params.process_id)
+                watch_parent(loop, params.process_id, lambda: finish(0))
+
+        server = build_server(engine, on_initialize)
+        protocol = server.protocol
+        protocol.on_exit = finish
+        protocol.on_request = lambda _method: setattr(engine, "requests_served", engine.requests_served + 1)
+        engine.connections.add(protocol)
+        engine.start(loop)
+        if parent_pid:
+            watching.add(parent_pid)
+            watch_parent(loop, parent_pid, lambda: finish(0))
+
+        def on_signal(sig: int) -> None:
+            log.info("Signal %d: cancelling work and exiting", sig)
+            protocol.cancel_all()
+            finish(0)
+
+        on_signals(loop, on_signal)
+        connection = StdioConnection(protocol, sys.stdin.fileno(), protocol_fd)
+        reading = asyncio.ensure_future(connection.serve())
+        await asyncio.wait([reading, finished], return_when=asyncio.FIRST_COMPLETED)
+        code = finished.result() if finished.done() else 0
+        # Let cancellation replies reach the client before we go.
+        try:
+            await asyncio.wait_for(protocol.wait_idle(), timeout=2.0)
+        except asyncio.TimeoutError:
+            pass
+        await asyncio.sleep(0)
+        return code
+
+    code = asyncio.run(main())
+    engine.stop()
+    logging.shutdown()
+    sys.stderr.flush()
+    # Worker threads may be inside torch; a hard exit cannot hang on them.
+    os._exit(code)

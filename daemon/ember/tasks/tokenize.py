@@ -1,0 +1,55 @@
+"""`tokenize` and `detokenize`: pure tokenizer work, run off the model worker so they stay instant."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import InvalidParams
+from ..wire import DetokenizeParams, TokenizeParams
+
+
+def tokenize(params: TokenizeParams, tokenizer: Any, model_name: str) -> dict[str, Any]:
+    if (params.text is None) == (params.messages is None):
+        raise InvalidParams("give exactly one of: text, messages")
+    result: dict[str, Any] = {"model": model_name}
+    if params.messages is not None:
+        if not getattr(tokenizer, "chat_template", None):
+            raise InvalidParams(f"messages: model '{model_name}' has no chat template")
+        text = tokenizer.apply_chat_template(
+            [m.model_dump() for m in params.messages],
+            add_generation_prompt=params.add_generation_prompt,
+            tokenize=False,
+        )
+        result["text"] = text
+        # The template already wrote the special tokens as text: do not add them twice.
+        add_special = False
+    else:
+        text = params.text
+        add_special = params.add_special_tokens
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        # The Rust tokenizer's encode is read-only, so it is safe beside a running generation.
+        enc = backend.encode(text, add_special_tokens=add_special)
+        ids, tokens, offsets = list(enc.ids), list(enc.tokens), [list(o) for o in enc.offsets]
+    else:
+        enc = tokenizer(text, add_special_tokens=add_special, return_offsets_mapping=False)
+        ids = list(enc["input_ids"])
+        tokens = tokenizer.convert_ids_to_tokens(ids)
+        offsets = None
+    result["count"] = len(ids)
+    if params.return_ids:
+        result["ids"] = ids
+    if params.return_tokens:
+        result["tokens"] = tokens
+    if params.return_offsets:
+        result["offsets"] = offsets
+    return result
+
+
+def detokenize(params: DetokenizeParams, tokenizer: Any, model_name: str) -> dict[str, Any]:
+    size = len(tokenizer)
+    bad = [i for i in params.ids if not 0 <= i < size]
+    if bad:
+        raise InvalidParams(f"ids: {bad[:5]} out of the vocabulary range 0..{size - 1}")
+    return {"model": model_name,
+            "text": tokenizer.decode(params.ids, skip_special_tokens=params.skip_special_tokens)}

@@ -1,0 +1,93 @@
+"""The model worker: one thread per device that runs model work in order of arrival.
+
+The event loop never runs model code. It submits jobs here and awaits their futures, so `tokenize`,
+`daemon/status` and `$/cancelRequest` stay instant while a long generation runs. A queued job whose
+future was cancelled is skipped; a running one stops cooperatively through its RunContext.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import Busy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    fn: Callable[[], Any]
+    label: str
+    future: Future = field(default_factory=Future)
+    submitted: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    def __init__(self, device: str, threads: int, max_queue: int):
+        self.device = device
+        self.threads = threads
+        self.max_queue = max_queue
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._pending = 0
+        self._lock = threading.Lock()
+        self.running: Job | None = None
+        self.jobs_done = 0
+        self._thread = threading.Thread(target=self._run, name=f"ember-worker-{device}", daemon=True)
+        self._thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        """Jobs waiting (not counting the running one)."""
+        with self._lock:
+            return self._pending
+
+    def submit(self, fn: Callable[[], Any], label: str) -> Future:
+        with self._lock:
+            if self._pending >= self.max_queue:
+                raise Busy(f"{self._pending} requests are queued (daemon.max_queue); retry later",
+                           {"queue_depth": self._pending})
+            self._pending += 1
+        job = Job(fn, label)
+        self._queue.put(job)
+        return job.future
+
+    def call(self, fn: Callable[[], Any], label: str) -> Any:
+        """Run `fn` on this worker and wait (for callers that are not on the event loop)."""
+        return self.submit(fn, label).result()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        self._configure_torch()
+        while (job := self._queue.get()) is not None:
+            with self._lock:
+                self._pending -= 1
+            if not job.future.set_running_or_notify_cancel():
+                continue  # cancelled while queued
+            self.running = job
+            try:
+                job.future.set_result(job.fn())
+            except BaseException as exc:  # noqa: BLE001 - the future carries it to the caller
+                job.future.set_exception(exc)
+            finally:
+                self.running = None
+                self.jobs_done += 1
+
+    def _configure_torch(self) -> None:
+        try:
+            from .models.ml import ensure_imported
+
+            ensure_imported()
+            import torch
+
+            torch.set_num_threads(self.threads)
+        except Exception:  # noqa: BLE001
+            log.exception("Could not import torch or set its threads")

@@ -1,0 +1,55 @@
+"""Shared fixtures: a real `ember serve` subprocess, isolated from the user's config and caches."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+# One GGUF conversion cache for the whole run (and across runs): converting SmolLM2 takes ~25 s.
+CACHE = Path(os.environ.get("EMBER_TEST_CACHE") or REPO / ".ember-cache" / "test")
+os.environ["EMBER_TEST_CACHE"] = str(CACHE)
+
+
+@pytest.fixture(scope="session")
+def cache_dir() -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    return CACHE
+
+
+@pytest.fixture
+def daemon_env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
+    """Environment for a daemon under test: no user config, shared model cache, offline hub."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
+    env.update({
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+        "EMBER_DAEMON__CACHE_DIR": str(cache_dir),
+        "EMBER_TEST_CACHE": str(cache_dir),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+    })
+    (tmp_path / "run").mkdir(mode=0o700)
+    return env
+
+
+@pytest.fixture
+def ember(daemon_env):
+    """Factory for running daemons: ember(framing="headers"|"lines", args=[...])."""
+    from rpc_client import Daemon
+
+    started: list[Daemon] = []
+
+    def start(framing: str = "headers", args: list[str] | None = None, env: dict | None = None) -> Daemon:
+        d = Daemon(framing, args or [], {**daemon_env, **(env or {})})
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.kill()
