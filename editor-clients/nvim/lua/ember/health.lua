@@ -107,7 +107,11 @@ function M.check()
     health.info(("memory: %s"):format(m.rss_bytes and fmt_bytes(m.rss_bytes) or vim.inspect(m, { newline = " ", indent = "" })))
   end
   if status.queue_depth ~= nil then
-    health.info(("queue: %s waiting, %s running"):format(tostring(status.queue_depth), tostring(status.running)))
+    local running = status.running
+    if type(running) == "table" then
+      running = #running == 0 and "none" or table.concat(vim.tbl_map(tostring, running), ", ")
+    end
+    health.info(("queue: %s waiting; running: %s"):format(tostring(status.queue_depth), tostring(running)))
   end
 end
 

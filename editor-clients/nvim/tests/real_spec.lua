@@ -1,0 +1,282 @@
+-- Every command against the real daemon (`ember serve`) on the real offline model (SmolLM2-135M).
+-- Run by tests/editors/test_nvim.py, which also re-counts the recorded token counts with a
+-- separate `ember serve` and checks that the daemon is gone after Neovim quits.
+--
+-- The model is small: tests check that each command does its job on a real buffer (text appears,
+-- the selection is replaced, the label is a candidate, counts match), never what the text says.
+local root = vim.fn.fnamemodify(debug.getinfo(1, "S").source:sub(2), ":p:h:h")
+local H = dofile(root .. "/tests/harness.lua")
+vim.cmd.runtime("plugin/ember.lua")
+
+local ember_bin = assert(os.getenv("EMBER_TEST_EMBER"))
+local ember = require("ember")
+local daemon = require("ember.daemon")
+local complete = require("ember.complete")
+local text = require("ember.text")
+local ui = require("ember.ui")
+
+-- Generous: the first request loads the model, and the machine may be busy.
+local GEN_MS = 120000
+
+local base = {
+  cmd = { ember_bin, "serve" },
+  summarize = { max_tokens = 40 },
+  translate = { max_tokens = 40 },
+  complete = { max_tokens = 16 },
+  tokens = { debounce_ms = 50 },
+}
+
+local function setup(extra)
+  ember.setup(vim.tbl_deep_extend("force", base, extra or {}))
+end
+
+local function float_done()
+  return ui.last and ui.last.done and ui.last
+end
+
+local function wait_float(what)
+  local f = H.wait(float_done, GEN_MS, what)
+  H.ok(not f.failed, "the request failed: " .. f.text)
+  return f
+end
+
+H.data.token_counts = {}
+H.data.progress = {}
+vim.api.nvim_create_autocmd("User", {
+  pattern = "EmberProgress",
+  callback = function(ev)
+    table.insert(H.data.progress, ev.data)
+  end,
+})
+
+-- Every ember/stream delta, by request id.
+local deltas = {}
+daemon.subscribe("ember/stream", function(p)
+  deltas[p.id] = deltas[p.id] or {}
+  table.insert(deltas[p.id], p.delta)
+end)
+
+---------------------------------------------------------------------------------------------
+
+H.case("daemon: starts and answers initialize", function()
+  setup()
+  daemon.start()
+  local info = H.wait(daemon.info, 60000, "the initialize result")
+  H.eq("number", type(info.pid), "pid")
+  H.data.daemon_pid = info.pid
+end)
+
+H.case("summarize: a window with a non-empty summary; p inserts it", function()
+  local para = {
+    "The city council met on Tuesday to discuss the new park on Elm Street.",
+    "Residents asked for more trees, a playground and better lighting.",
+    "The council agreed to fund the playground this year and the trees next year.",
+  }
+  local buf = H.buffer(vim.list_extend(vim.deepcopy(para), { "", "Unrelated last line." }))
+  vim.api.nvim_win_set_cursor(0, { 2, 0 })
+  local req = ember.summarize()
+  local f = wait_float("the summary")
+  local summary = text.clean(f.text)
+  H.ok(summary ~= "", "the summary is empty")
+  H.eq(f.win, vim.api.nvim_get_current_win(), "the window has the focus")
+  H.eq(vim.split(f.text, "\n"), vim.api.nvim_buf_get_lines(f.buf, 0, -1, false), "the window shows the text")
+  H.ok(deltas[req.id] and #deltas[req.id] > 0, "ember/stream deltas arrived")
+  H.eq(f.text, table.concat(deltas[req.id]), "the deltas add up to the final text")
+  H.feed("p")
+  H.wait(function()
+    return not f:is_open()
+  end, 5000, "the window to close")
+  local want = vim.deepcopy(para)
+  table.insert(want, "")
+  vim.list_extend(want, vim.split(summary, "\n"))
+  vim.list_extend(want, { "", "Unrelated last line." })
+  H.eq(want, H.lines(buf), "the summary below the paragraph")
+end)
+
+H.case("translate: replaces the selection as one undoable change", function()
+  local orig = { "This first line stays.", "The weather is nice today.", "This last line stays." }
+  local buf = H.buffer(orig)
+  local seq = vim.fn.undotree().seq_cur
+  vim.cmd("2Ember translate French")
+  local f = wait_float("the translation")
+  H.wait(function()
+    return not f:is_open()
+  end, 5000, "the translation to be applied (the window closes then)")
+  local translation = vim.split(text.clean(f.text), "\n")
+  H.ok(translation[1] ~= "", "the translation is empty")
+  local want = { orig[1] }
+  vim.list_extend(want, translation)
+  table.insert(want, orig[3])
+  H.eq(want, H.lines(buf), "the line replaced by the translation")
+  H.eq(seq + 1, vim.fn.undotree().seq_cur, "one undo step")
+  vim.cmd("undo")
+  H.eq(orig, H.lines(buf), "undo restores the text")
+end)
+
+local review = "I absolutely love this phone. The battery lasts for days and the camera is superb."
+
+--- Label and { label -> percent } from the classify window.
+local function parse_scores(f)
+  local lines = vim.split(f.text, "\n")
+  local scores = {}
+  for i = 3, #lines do
+    local label, pct = lines[i]:match("^(%S+)%s+([%d.]+)%%")
+    if label then
+      scores[label] = tonumber(pct)
+    end
+  end
+  return lines[1], scores
+end
+
+H.case("classify: the top label is one of the candidates", function()
+  H.buffer({ review })
+  vim.cmd("Ember classify positive negative")
+  local f = wait_float("the scores")
+  local label, scores = parse_scores(f)
+  H.ok(label == "positive" or label == "negative", "top label: " .. label)
+  local labels = vim.tbl_keys(scores)
+  table.sort(labels)
+  H.eq({ "negative", "positive" }, labels, "the labels shown")
+  H.ok(scores.positive and scores.negative, "both scores shown: " .. f.text)
+  H.ok(math.abs(scores.positive + scores.negative - 100) < 0.5, "scores add up to 100%: " .. f.text)
+  H.ok(scores[label] >= math.max(scores.positive, scores.negative), "the top label has the top score")
+  H.ok(vim.api.nvim_win_get_config(f.win).title[1][1]:find("classify: " .. label, 1, true), "title names the label")
+end)
+
+H.case("classify: without labels, the daemon's default labels", function()
+  H.buffer({ review })
+  vim.cmd("Ember classify")
+  local f = wait_float("the scores")
+  local label, scores = parse_scores(f)
+  H.ok(vim.tbl_contains({ "positive", "negative", "neutral" }, label), "top label: " .. label)
+  H.eq(3, vim.tbl_count(scores), "three scores: " .. f.text)
+end)
+
+local function token_note(mark, where)
+  local msg = H.wait(function()
+    return H.note_matching(mark, "%d+ tokens in the " .. where)
+  end, GEN_MS, "the count of the " .. where)
+  return tonumber(msg:match("(%d+) tokens"))
+end
+
+H.case("tokens: :Ember tokens on the buffer and on a selection", function()
+  local lines = { "Tokenizers split text into pieces.", "Ünïcödé and emoji 🙂 count too.", "def f(x): return x ** 2" }
+  H.buffer(lines)
+  local mark = H.mark()
+  vim.cmd("Ember tokens")
+  local n = token_note(mark, "buffer")
+  table.insert(H.data.token_counts, { where = "buffer", text = table.concat(lines, "\n"), count = n })
+  mark = H.mark()
+  vim.cmd("2,3Ember tokens")
+  local m = token_note(mark, "selection")
+  table.insert(H.data.token_counts, { where = "selection", text = lines[2] .. "\n" .. lines[3], count = m })
+  H.ok(n > m and m > 0, ("buffer %d > selection %d > 0"):format(n, m))
+end)
+
+H.case("tokens: the statusline count follows edits", function()
+  local buf = H.buffer({ "A short line of text." })
+  local function count()
+    return tonumber((ember.statusline():match("· (%d+) tok$")))
+  end
+  local first = H.wait(count, GEN_MS, "a count in the statusline: " .. ember.statusline())
+  table.insert(H.data.token_counts, { where = "statusline", text = table.concat(H.lines(buf), "\n"), count = first })
+  H.feed("Goand another line, typed in insert mode<Esc>")
+  local second = H.wait(function()
+    local c = count()
+    return c ~= first and c
+  end, GEN_MS, "the count to change")
+  H.eq(2, #H.lines(buf), "typed")
+  table.insert(H.data.token_counts, { where = "statusline after edit", text = table.concat(H.lines(buf), "\n"), count = second })
+  H.ok(ember.statusline():find("^default · %d+ tok$") or ember.statusline():find(" · %d+ tok$"), ember.statusline())
+end)
+
+H.case("complete: manual completion is inserted by Tab", function()
+  local buf = H.buffer({ "def add(a, b):", "    return ", "", "print(add(1, 2))" })
+  H.feed("2GA")
+  H.wait(function()
+    return vim.api.nvim_get_mode().mode == "i"
+  end)
+  local mark = H.mark()
+  vim.cmd("Ember complete")
+  H.wait(function()
+    return complete.visible() or H.note_matching(mark, "complet")
+  end, GEN_MS, "a suggestion")
+  local s = complete.suggestion()
+  H.ok(s, "no suggestion: " .. vim.inspect(H.notes_since(mark)))
+  H.feed("<Tab>")
+  H.wait(function()
+    return not complete.visible() and H.lines(buf)[2] ~= "    return "
+  end, 5000, "the insertion")
+  local want = vim.split("def add(a, b):\n    return " .. s .. "\n\nprint(add(1, 2))", "\n")
+  H.eq(want, H.lines(buf), "the suggestion inserted at the cursor")
+  H.feed("<Esc>")
+end)
+
+H.case("complete: automatic completion while typing", function()
+  setup({ complete = { auto = true, debounce_ms = 100 } })
+  local shown = {}
+  local au = vim.api.nvim_create_autocmd("User", {
+    pattern = "EmberCompletionShown",
+    callback = function(ev)
+      table.insert(shown, ev.data.text)
+    end,
+  })
+  local buf = H.buffer({ "# greet someone", "def greet(name):", "" })
+  H.feed("3GA    ret")
+  -- A request in flight, then one more keystroke: it is cancelled and a new one is made.
+  H.wait(function()
+    return complete._state.req ~= nil
+  end, 10000, "an automatic request")
+  local first = complete._state.req
+  H.feed("u")
+  H.wait(function()
+    return complete._state.req ~= nil and complete._state.req ~= first
+  end, 10000, "the next request")
+  H.ok(first.done, "the first request was cancelled")
+  H.wait(complete.visible, GEN_MS, "the suggestion")
+  local s = complete.suggestion()
+  H.eq({ s }, shown, "only the newest suggestion was shown")
+  H.feed("<Tab>")
+  H.wait(function()
+    return H.lines(buf)[3] ~= "    retu"
+  end, 5000, "the insertion")
+  H.eq(vim.split("    retu" .. s, "\n")[1], H.lines(buf)[3], "inserted")
+  H.feed("<Esc>")
+  vim.api.nvim_del_autocmd(au)
+  setup()
+end)
+
+H.case("errors: a daemon error reaches the user as its message", function()
+  setup({ classify = { model = "no-such-model" } })
+  H.buffer({ review })
+  local mark = H.mark()
+  vim.cmd("Ember classify")
+  H.wait(function()
+    return H.note_matching(mark, "classify failed")
+  end, GEN_MS, "the error")
+  local msg, level = H.note_matching(mark, "classify failed")
+  H.eq(vim.log.levels.ERROR, level, "level")
+  H.ok(type(msg) == "string" and not msg:find("table:") and not msg:find("{"), "readable: " .. tostring(msg))
+  H.ok(msg:find("no%-such%-model"), "names the model: " .. msg)
+  H.ok(float_done().failed, "the window shows the error")
+  setup()
+end)
+
+H.case("status: :Ember status lists the models", function()
+  vim.cmd("Ember status")
+  local f = wait_float("the status")
+  H.ok(f.text:find("models:"), f.text)
+  H.ok(f.text:find("name: default", 1, true) or f.text:find("- default", 1, true), f.text)
+  H.ok(f.text:find("rss_bytes"), f.text)
+end)
+
+H.case("health: :checkhealth ember is all OK", function()
+  vim.cmd("checkhealth ember")
+  local report = table.concat(H.lines(), "\n")
+  H.ok(report:find("the daemon answers: ember"), report)
+  H.ok(report:find("loaded: default"), report)
+  H.ok(not report:find("ERROR"), report)
+  vim.cmd("tabclose")
+end)
+
+H.run()
