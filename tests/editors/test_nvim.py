@@ -104,6 +104,7 @@ def wait_gone(pid: int, timeout: float = 10.0) -> bool:
 FAKE_CASES = [
     "setup: invalid and unknown options are reported and defaults kept",
     "command: :Ember completes its subcommands and languages",
+    "docs: every option, subcommand and highlight group is in doc/ember.txt",
     "daemon: initialize carries this Neovim's pid",
     "daemon: a crashed daemon is restarted and works again",
     "daemon: gives up after max_retries crashes in a row",

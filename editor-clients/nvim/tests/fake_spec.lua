@@ -88,6 +88,42 @@ H.case("command: :Ember completes its subcommands and languages", function()
   H.ok(vim.tbl_contains(vim.fn.getcompletion("Ember translate Fr", "cmdline"), "French"), "language completion")
 end)
 
+H.case("docs: every option, subcommand and highlight group is in doc/ember.txt", function()
+  local doc = table.concat(H.read_lines(root .. "/doc/ember.txt"), "\n")
+  local missing = {}
+  local function walk(schema, prefix)
+    for key, spec in pairs(schema) do
+      local path = prefix .. key
+      if spec.__leaf then
+        if not doc:find(path, 1, true) then
+          table.insert(missing, path)
+        end
+      else
+        walk(spec, path .. ".")
+      end
+    end
+  end
+  walk(require("ember.config").schema, "")
+  for name in pairs(require("ember.commands").subcommands) do
+    if not doc:find("*:Ember-" .. name .. "*", 1, true) then
+      table.insert(missing, ":Ember " .. name)
+    end
+  end
+  for group in pairs(ui.hl) do
+    if not doc:find(group, 1, true) then
+      table.insert(missing, group)
+    end
+  end
+  H.eq({}, missing, "undocumented")
+  -- The help file builds its tags without duplicates or errors.
+  local dir = tmp .. "/doc"
+  vim.fn.mkdir(dir, "p")
+  vim.fn.writefile(vim.fn.readfile(root .. "/doc/ember.txt"), dir .. "/ember.txt")
+  vim.cmd("helptags " .. vim.fn.fnameescape(dir))
+  local tags = H.read_lines(dir .. "/tags")
+  H.ok(#tags > 40, "tags: " .. #tags)
+end)
+
 H.case("daemon: initialize carries this Neovim's pid", function()
   local rec = use_fake()
   local init = received(rec, "initialize")

@@ -24,7 +24,6 @@ M.hl = {
   EmberFooter = { link = "FloatFooter", default = true },
   EmberPending = { link = "Comment", default = true },
   EmberError = { link = "DiagnosticError", default = true },
-  EmberScore = { link = "DiagnosticInfo", default = true },
   EmberGhost = { link = "Comment", default = true },
 }
 
