@@ -63,6 +63,8 @@ export interface DaemonOptions {
   logger: Logger;
   clientInfo?: { name: string; version: string };
   restart?: Partial<RestartPolicy>;
+  /** How long the daemon may take to answer `initialize` (default 60 s). */
+  startTimeoutMs?: number;
   /** How long `shutdown` and then the child's exit may take before the child is killed. */
   stopTimeoutMs?: number;
   /** Log every JSON-RPC message (debug level). */
@@ -363,27 +365,39 @@ export class Daemon implements Disposable {
 
     void exited.then(() => this.onExit(session, child.exitCode, child.signalCode));
 
+    let started = false;
     try {
       await spawned;
+      started = true;
       const exitedEarly = exited.then(() => {
-        throw new DaemonUnavailableError(
-          `The Ember daemon exited during start-up (exit code ${child.exitCode ?? child.signalCode}); see "Ember: Show Log".`,
-        );
+        throw new Error('exited');
       });
-      session.info = await Promise.race([
-        connection.sendRequest(Initialize, {
-          process_id: process.pid,
-          client_info: this.options.clientInfo ?? { name: 'ember-vscode', version: '0' },
-        }),
-        exitedEarly,
-      ]);
+      exitedEarly.catch(() => undefined); // only the race below needs it
+      session.info = await withTimeout(
+        Promise.race([
+          connection.sendRequest(Initialize, {
+            process_id: process.pid,
+            client_info: this.options.clientInfo ?? { name: 'ember-vscode', version: '0' },
+          }),
+          exitedEarly,
+        ]),
+        this.options.startTimeoutMs ?? 60_000,
+      );
       logger.info(`Ember daemon running (pid ${child.pid}, ${session.info.server.name} ${session.info.server.version})`);
       return session;
     } catch (error) {
       session.stopping = true;
+      // Writing `initialize` to a child that already died fails too: report the exit, not the EPIPE.
+      const gone = started && (await withTimeout(exited, 1_000).then(() => true, () => false));
       connection.dispose();
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      throw error;
+      if (!gone) child.kill('SIGKILL');
+      if (gone) {
+        const how = child.signalCode ? `signal ${child.signalCode}` : `exit code ${child.exitCode}`;
+        throw new DaemonUnavailableError(`The Ember daemon exited during start-up (${how}); see "Ember: Show Log".`);
+      }
+      throw error instanceof DaemonUnavailableError
+        ? error
+        : new DaemonUnavailableError(`The Ember daemon did not start: ${describeError(error)}`);
     }
   }
 
