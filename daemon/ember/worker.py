@@ -73,13 +73,18 @@ class Worker:
             if not job.future.set_running_or_notify_cancel():
                 continue  # cancelled while queued
             self.running = job
+            result, error = None, None
             try:
-                job.future.set_result(job.fn())
+                result = job.fn()
             except BaseException as exc:  # noqa: BLE001 - the future carries it to the caller
-                job.future.set_exception(exc)
-            finally:
-                self.running = None
-                self.jobs_done += 1
+                error = exc
+            # Clear our state before the caller hears back, so status never shows a finished job.
+            self.running = None
+            self.jobs_done += 1
+            if error is not None:
+                job.future.set_exception(error)
+            else:
+                job.future.set_result(result)
 
     def _configure_torch(self) -> None:
         try:
