@@ -167,6 +167,7 @@ REAL_CASES = [
     "summarize: a window with a non-empty summary; p inserts it",
     "translate: replaces the selection as one undoable change",
     "classify: the top label is one of the candidates",
+    "daemon: a killed daemon is restarted and answers again",
     "classify: without labels, the daemon's default labels",
     "tokens: :Ember tokens on the buffer and on a selection",
     "tokens: the statusline count follows edits",
@@ -174,6 +175,7 @@ REAL_CASES = [
     "complete: automatic completion while typing",
     "errors: a daemon error reaches the user as its message",
     "status: :Ember status lists the models",
+    "progress: the model load was reported",
     "health: :checkhealth ember is all OK",
 ]
 

@@ -347,6 +347,16 @@ H.case("classify: labels from the arguments; top label and all scores shown", fu
     return #received(rec, "classify") == 2
   end)
   H.eq(nil, received(rec, "classify")[2].msg.params.labels, "no labels: the daemon's default")
+  ember.setup({ cmd = require("ember.config").options.cmd, classify = { labels = { "spam", "ham" } } })
+  vim.cmd("Ember classify")
+  H.wait(function()
+    return #received(rec, "classify") == 3
+  end)
+  H.eq({ "spam", "ham" }, received(rec, "classify")[3].msg.params.labels, "labels from the options")
+  local mark = H.mark()
+  vim.cmd("Ember classify lonely")
+  H.ok(H.note_matching(mark, "at least two labels"), "one label is refused")
+  ember.setup({ cmd = require("ember.config").options.cmd })
 end)
 
 H.case("tokens: :Ember tokens and the statusline", function()

@@ -40,6 +40,13 @@ local function wait_float(what)
   return f
 end
 
+local function token_note(mark, where)
+  local msg = H.wait(function()
+    return H.note_matching(mark, "%d+ tokens in the " .. where)
+  end, GEN_MS, "the count of the " .. where)
+  return tonumber(msg:match("(%d+) tokens"))
+end
+
 H.data.token_counts = {}
 H.data.progress = {}
 vim.api.nvim_create_autocmd("User", {
@@ -77,6 +84,7 @@ H.case("summarize: a window with a non-empty summary; p inserts it", function()
   local req = ember.summarize()
   local f = wait_float("the summary")
   local summary = text.clean(f.text)
+  H.data.summary = summary
   H.ok(summary ~= "", "the summary is empty")
   H.eq(f.win, vim.api.nvim_get_current_win(), "the window has the focus")
   H.eq(vim.split(f.text, "\n"), vim.api.nvim_buf_get_lines(f.buf, 0, -1, false), "the window shows the text")
@@ -103,6 +111,7 @@ H.case("translate: replaces the selection as one undoable change", function()
     return not f:is_open()
   end, 5000, "the translation to be applied (the window closes then)")
   local translation = vim.split(text.clean(f.text), "\n")
+  H.data.translation = text.clean(f.text)
   H.ok(translation[1] ~= "", "the translation is empty")
   local want = { orig[1] }
   vim.list_extend(want, translation)
@@ -143,6 +152,23 @@ H.case("classify: the top label is one of the candidates", function()
   H.ok(vim.api.nvim_win_get_config(f.win).title[1][1]:find("classify: " .. label, 1, true), "title names the label")
 end)
 
+H.case("daemon: a killed daemon is restarted and answers again", function()
+  local pid = daemon.info().pid
+  local mark = H.mark()
+  vim.uv.kill(pid, "sigkill")
+  H.wait(function()
+    return H.note_matching(mark, "exited %(signal 9%); restarting")
+  end, 10000, "the restart notice")
+  local info = H.wait(function()
+    local i = daemon.info()
+    return i and i.pid ~= pid and i
+  end, 60000, "a new daemon")
+  H.data.daemon_pid = info.pid
+  H.buffer({ "Counting again after a restart." })
+  vim.cmd("Ember tokens")
+  token_note(mark, "buffer")
+end)
+
 H.case("classify: without labels, the daemon's default labels", function()
   H.buffer({ review })
   vim.cmd("Ember classify")
@@ -151,13 +177,6 @@ H.case("classify: without labels, the daemon's default labels", function()
   H.ok(vim.tbl_contains({ "positive", "negative", "neutral" }, label), "top label: " .. label)
   H.eq(3, vim.tbl_count(scores), "three scores: " .. f.text)
 end)
-
-local function token_note(mark, where)
-  local msg = H.wait(function()
-    return H.note_matching(mark, "%d+ tokens in the " .. where)
-  end, GEN_MS, "the count of the " .. where)
-  return tonumber(msg:match("(%d+) tokens"))
-end
 
 H.case("tokens: :Ember tokens on the buffer and on a selection", function()
   local lines = { "Tokenizers split text into pieces.", "Ünïcödé and emoji 🙂 count too.", "def f(x): return x ** 2" }
@@ -203,6 +222,7 @@ H.case("complete: manual completion is inserted by Tab", function()
   end, GEN_MS, "a suggestion")
   local s = complete.suggestion()
   H.ok(s, "no suggestion: " .. vim.inspect(H.notes_since(mark)))
+  H.data.completion = s
   H.feed("<Tab>")
   H.wait(function()
     return not complete.visible() and H.lines(buf)[2] ~= "    return "
@@ -268,6 +288,17 @@ H.case("status: :Ember status lists the models", function()
   H.ok(f.text:find("models:"), f.text)
   H.ok(f.text:find("name: default", 1, true) or f.text:find("- default", 1, true), f.text)
   H.ok(f.text:find("rss_bytes"), f.text)
+end)
+
+H.case("progress: the model load was reported", function()
+  local phases = {}
+  for _, p in ipairs(H.data.progress) do
+    H.eq("default", p.model, "model")
+    table.insert(phases, p.phase)
+  end
+  H.ok(#phases >= 2, "progress events: " .. vim.inspect(phases))
+  H.eq("ready", phases[#phases], "the last phase")
+  H.ok(H.note_matching(0, "model default ready"), "the ready notice")
 end)
 
 H.case("health: :checkhealth ember is all OK", function()

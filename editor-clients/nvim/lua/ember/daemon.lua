@@ -132,7 +132,11 @@ function schedule_restart(code, signal)
   local n = #state.crashes
   if n > r.max_retries then
     state.status = "failed"
-    state.failure = ("the daemon exited (%s) %d times in a row; run :Ember restart after checking :Ember log"):format(how, n)
+    state.failure = ("the daemon exited (%s) %d times within %d s; not restarting it. See :Ember log, then :Ember restart"):format(
+      how,
+      n,
+      math.ceil(r.window_ms / 1000)
+    )
     log.error("giving up after %d crashes", n)
     util.error(state.failure)
     return
