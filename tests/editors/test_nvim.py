@@ -56,8 +56,9 @@ def run_spec(spec: str, tmp: Path, env: dict[str, str], timeout: float) -> dict[
         proc = subprocess.run(cmd, env=full_env, cwd=tmp, capture_output=True, text=True,
                               timeout=timeout)
         rc, stderr = proc.returncode, proc.stderr
-    except subprocess.TimeoutExpired as e:
-        rc, stderr = None, (e.stderr or b"").decode(errors="replace") if isinstance(e.stderr, bytes) else (e.stderr or "")
+    except subprocess.TimeoutExpired as e:  # its captured output is bytes even with text=True
+        err = e.stderr or b""
+        rc, stderr = None, err.decode(errors="replace") if isinstance(err, bytes) else err
     out: dict[str, Any] = {"cases": {}, "data": {}, "notes": []}
     if results.exists():
         out.update(json.loads(results.read_text()))
@@ -234,7 +235,9 @@ def test_real_token_counts_equal_tokenize(real_run: dict[str, Any], tmp_path: Pa
     env = {**real_run["daemon_env"], "XDG_CONFIG_HOME": str(tmp_path / "config"),
            "XDG_RUNTIME_DIR": str(tmp_path / "run")}
     want = tokenize_independently([c["text"] for c in counted], env)
-    assert [(c["where"], c["count"]) for c in counted] == [(c["where"], w) for c, w in zip(counted, want)]
+    assert [(c["where"], c["count"]) for c in counted] == [
+        (c["where"], w) for c, w in zip(counted, want, strict=True)
+    ]
 
 
 @pytest.mark.editor

@@ -187,8 +187,34 @@ function M.tokens(cmd)
       util.report("tokenize", err)
       return
     end
-    util.notify(("%d tokens in the %s (%s)"):format(result.count, what, tostring(result.model)))
+    util.notify(("%d tokens in the %s (%s)"):format(result.count, what, require("ember.tokens").label(result.model)))
   end)
+end
+
+local function scalar(k, v)
+  if v == vim.NIL then
+    return "null"
+  elseif type(v) == "number" and type(k) == "string" and k:match("_bytes$") then
+    return ("%.1f MB"):format(v / 1e6)
+  end
+  return tostring(v)
+end
+
+local function all_scalars(t)
+  for _, v in pairs(t) do
+    if type(v) == "table" then
+      return false
+    end
+  end
+  return true
+end
+
+local function sorted_keys(t)
+  local keys = vim.tbl_keys(t)
+  table.sort(keys, function(a, b)
+    return tostring(a) < tostring(b)
+  end)
+  return keys
 end
 
 -- A JSON-ish value as indented lines, for :Ember status (whose fields may grow).
@@ -198,23 +224,24 @@ local function describe(value, indent, out)
   if type(value) ~= "table" then
     return out
   end
-  local keys = vim.tbl_keys(value)
-  table.sort(keys, function(a, b)
-    return tostring(a) < tostring(b)
-  end)
-  for _, k in ipairs(keys) do
+  for _, k in ipairs(sorted_keys(value)) do
     local v = value[k]
     local label = type(k) == "number" and "-" or (tostring(k) .. ":")
-    if type(v) == "table" and next(v) ~= nil then
+    if type(v) == "table" and next(v) == nil then
+      table.insert(out, ("%s%s (none)"):format(indent, label))
+    elseif type(v) == "table" and type(k) == "number" and all_scalars(v) then
+      -- a list item of plain fields: one line
+      local parts = {}
+      for _, kk in ipairs(sorted_keys(v)) do
+        table.insert(parts, ("%s: %s"):format(kk, scalar(kk, v[kk])))
+      end
+      table.insert(out, ("%s- %s"):format(indent, table.concat(parts, ", ")))
+    elseif type(v) == "table" then
       local name = type(k) == "number" and v.name
       table.insert(out, indent .. label .. (name and (" " .. tostring(name)) or ""))
       describe(v, indent .. "  ", out)
-    elseif v == vim.NIL then
-      table.insert(out, ("%s%s null"):format(indent, label))
-    elseif type(v) == "table" then
-      table.insert(out, ("%s%s (none)"):format(indent, label))
     else
-      table.insert(out, ("%s%s %s"):format(indent, label, tostring(v)))
+      table.insert(out, ("%s%s %s"):format(indent, label, scalar(k, v)))
     end
   end
   return out
