@@ -25,6 +25,23 @@ function formatScalar(key: string, value: unknown): string {
   return String(value);
 }
 
+/** "default: causal-lm, cpu float32, 513.1 MiB, idle 3 s" from what the daemon says of a model. */
+export function formatModel(model: Record<string, unknown>): string {
+  const parts = [model.kind, [model.device, model.dtype].filter(Boolean).join(' ')].filter(Boolean).map(String);
+  if (typeof model.quantization === 'string' && model.quantization !== 'none') parts.push(model.quantization);
+  if (typeof model.memory_bytes === 'number') parts.push(formatScalar('memory_bytes', model.memory_bytes));
+  if (typeof model.idle_s === 'number') parts.push(`idle ${Math.round(model.idle_s)} s`);
+  if (typeof model.loaded === 'boolean') parts.push(model.loaded ? 'loaded' : 'not loaded');
+  return `${String(model.name)}: ${parts.join(', ')}`;
+}
+
+function formatModels(models: unknown): string {
+  if (Array.isArray(models) && models.length > 0 && models.every((m) => typeof m === 'object' && m && 'name' in m)) {
+    return models.map((m) => formatModel(m as Record<string, unknown>)).join('; ');
+  }
+  return Array.isArray(models) && models.length === 0 ? 'none loaded' : formatValue(models);
+}
+
 export function formatStatus(status: StatusResult): { message: string; detail: string } {
   const uptime = typeof status.uptime_s === 'number' ? `${Math.round(status.uptime_s)} s` : '-';
   return {
@@ -33,7 +50,7 @@ export function formatStatus(status: StatusResult): { message: string; detail: s
       `pid ${status.pid}, up ${uptime}`,
       `Running: ${formatValue(status.running)}`,
       `Memory: ${formatValue(status.memory)}`,
-      `Models: ${formatValue(status.models)}`,
+      `Models: ${formatModels(status.models)}`,
       `Workers: ${formatValue(status.workers)}`,
     ].join('\n'),
   };

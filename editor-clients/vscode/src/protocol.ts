@@ -65,11 +65,11 @@ export interface InitializeParams {
 
 export interface InitializeResult {
   server: { name: string; version: string };
-  protocol_version: string | number;
+  protocol_version: string;
   methods: string[];
-  tasks: unknown;
-  models: unknown;
-  device: unknown;
+  tasks: string[];
+  models: ModelInfo[];
+  device: string;
   pid: number;
 }
 

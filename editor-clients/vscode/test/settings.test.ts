@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { formatValue } from '../src/daemonCommands';
+import { formatStatus, formatValue } from '../src/daemonCommands';
+import type { StatusResult } from '../src/protocol';
 import { DEFAULTS, readSettings } from '../src/settings';
 import { formatClassification, parseLabels } from '../src/textCommands';
 import { EXTENSION_ROOT } from './helpers';
@@ -80,5 +81,30 @@ describe('formatting', () => {
     assert.equal(formatValue([{ name: 'smol', loaded: true, rss_bytes: 2 ** 21 }]), 'smol (loaded: true, rss_bytes: 2.0 MiB)');
     assert.equal(formatValue([]), 'none');
     assert.equal(formatValue(null), '-');
+  });
+
+  it('formats daemon/status as the real daemon sends it', () => {
+    // Recorded from `ember serve` 0.1.0 with SmolLM2 loaded.
+    const status = {
+      version: '0.1.0', pid: 15386, uptime_s: 35.2, requests_served: 17, queue_depth: 0, running: [], connections: 1,
+      memory: { rss_bytes: 1039020032, models_bytes: 538060288 },
+      models: [{
+        name: 'default', kind: 'causal-lm', source: 'smollm2', path: '/root/.cache/x', device: 'cpu', dtype: 'float32',
+        quantization: 'none', quantization_note: null, context_length: 8192, memory_bytes: 538060288,
+        load_seconds: 1.942, loaded_at: 1795941030.4, idle_s: 0.1,
+      }],
+      model_loads: 1,
+      workers: [{ device: 'auto', threads: 1, queue_depth: 0, jobs_done: 5 }],
+    } as unknown as StatusResult;
+    assert.deepEqual(formatStatus(status), {
+      message: 'Ember 0.1.0: 17 requests served, queue 0',
+      detail: [
+        'pid 15386, up 35 s',
+        'Running: none',
+        'Memory: rss_bytes: 990.9 MiB, models_bytes: 513.1 MiB',
+        'Models: default: causal-lm, cpu float32, 513.1 MiB, idle 0 s',
+        'Workers: device: auto, threads: 1, queue_depth: 0, jobs_done: 5',
+      ].join('\n'),
+    });
   });
 });

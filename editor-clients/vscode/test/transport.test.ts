@@ -75,7 +75,7 @@ describe('transport against the real daemon', () => {
     let deltas = 0;
     const cancelled = daemon.stream(
       Complete,
-      { prompt: 'Write a long story about a dragon.', max_tokens: 400 },
+      { messages: [{ role: 'user', content: 'Write a long story about a dragon and a knight.' }], max_tokens: 400 },
       () => {
         deltas += 1;
         cts.cancel(); // the first delta proves it is running; vscode-jsonrpc sends $/cancelRequest
