@@ -117,6 +117,7 @@ FAKE_CASES = [
     "summarize: p inserts below the selection; q while streaming cancels",
     "translate: prompts with the default language and replaces the selection, undoably",
     "translate: a characterwise selection, inserted below with action=insert",
+    "translate: text edited while translating is not overwritten",
     "classify: labels from the arguments; top label and all scores shown",
     "tokens: :Ember tokens and the statusline",
     "complete: manual request shows ghost text; Tab accepts it",

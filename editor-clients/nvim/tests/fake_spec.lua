@@ -86,6 +86,11 @@ H.case("command: :Ember completes its subcommands and languages", function()
   end
   H.eq({ "tokens", "translate" }, vim.fn.getcompletion("Ember t", "cmdline"), "prefix t")
   H.ok(vim.tbl_contains(vim.fn.getcompletion("Ember translate Fr", "cmdline"), "French"), "language completion")
+  local mark = H.mark()
+  vim.cmd("Ember")
+  H.ok(H.note_matching(mark, "subcommands: classify, complete, log"), "bare :Ember lists the subcommands")
+  vim.cmd("Ember frobnicate")
+  H.ok(H.note_matching(mark, 'unknown subcommand "frobnicate"'), "an unknown subcommand is named")
 end)
 
 H.case("docs: every option, subcommand and highlight group is in doc/ember.txt", function()
@@ -331,6 +336,19 @@ H.case("translate: a characterwise selection, inserted below with action=insert"
   H.eq({ "Say bonjour à tous now", "", "[English] bonjour à", "end" }, H.lines(buf), "buffer")
 end)
 
+H.case("translate: text edited while translating is not overwritten", function()
+  use_fake({}, "--slow", "0.5")
+  local buf = H.buffer({ "Hello world", "next" })
+  local mark = H.mark()
+  vim.cmd("1Ember translate German")
+  vim.api.nvim_buf_set_lines(buf, 0, 1, false, { "Hello edited world" })
+  local f = H.wait(float_done, 5000, "the translation")
+  H.ok(H.note_matching(mark, "the text changed since the request"), vim.inspect(H.notes_since(mark)))
+  H.eq({ "Hello edited world", "next" }, H.lines(buf), "buffer untouched")
+  H.ok(f:is_open(), "the result stays in its window")
+  f:close()
+end)
+
 H.case("classify: labels from the arguments; top label and all scores shown", function()
   local rec = use_fake()
   H.buffer({ "What a lovely day." })
@@ -439,10 +457,10 @@ H.case("complete: typing and leaving insert mode dismiss the suggestion", functi
 end)
 
 H.case("complete: auto request after typing; a newer keystroke cancels the older request", function()
-  -- The 1st completion takes 1.5 s and the fake answers it even though it is cancelled: the
+  -- The 1st completion takes 3 s and the fake answers it even though it is cancelled: the
   -- client must send $/cancelRequest and never show the stale "STALE".
   local rec = use_fake({ complete = { auto = true, debounce_ms = 30 } },
-    "--complete-delays", "1.5,0", "--complete-texts", "STALE|FRESH", "--ignore-cancel")
+    "--complete-delays", "3,0", "--complete-texts", "STALE|FRESH", "--ignore-cancel")
   ghosts_shown = {}
   local buf = H.buffer({ "" })
   H.feed("ia")
@@ -481,7 +499,7 @@ H.case("complete: auto request after typing; a newer keystroke cancels the older
 end)
 
 H.case("complete: a cancelled request answered with -32800 shows nothing and no error", function()
-  local rec = use_fake({ complete = { auto = true, debounce_ms = 30 } }, "--complete-delays", "1.5,0", "--complete-texts", "OLD|NEW")
+  local rec = use_fake({ complete = { auto = true, debounce_ms = 30 } }, "--complete-delays", "3,0", "--complete-texts", "OLD|NEW")
   local mark = H.mark()
   local buf = H.buffer({ "" })
   H.feed("ix")
