@@ -134,6 +134,15 @@ describe('extension failure paths (fake daemon)', () => {
     assert.equal(api.daemon.state, 'running');
   });
 
+  it('Restart Daemon starts a fresh daemon', TIMEOUT, async () => {
+    await api.daemon.start();
+    const before = api.daemon.pid;
+    await stub.commands.get('ember.restartDaemon')!();
+    assert.equal(api.daemon.state, 'running');
+    assert.notEqual(api.daemon.pid, before);
+    assert.ok(stub.messages.some((m) => m.message === 'Ember: daemon restarted.'));
+  });
+
   it('invalid settings fall back to defaults, with a warning', TIMEOUT, async () => {
     const shown = nextEvent(stub.messageShown.event, (m) => m.severity === 'warning');
     stub.configure({ 'ember.translate.mode': 'sideways' });

@@ -9,7 +9,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import type * as vscodeTypes from 'vscode';
 import { EmberApi, activate, deactivate } from '../src/extension';
 import { OUTPUT_SCHEME } from '../src/outputView';
-import { Tokenize } from '../src/protocol';
+import { Complete, Tokenize } from '../src/protocol';
 import { EXTENSION_ROOT, emberCommand } from './helpers';
 import {
   CancellationTokenSource,
@@ -61,6 +61,18 @@ describe('extension against the real daemon', () => {
   it('registers every command that package.json declares', () => {
     const declared = packageJson.contributes.commands.map((c: { command: string }) => c.command).sort();
     assert.deepEqual([...stub.commands.keys()].sort(), declared);
+  });
+
+  it("shows the model's load progress as a notification until it is ready", TIMEOUT, async () => {
+    // A fresh daemon loads its model on the first generative request.
+    const model = api.daemon.info!.models[0].name;
+    const result = await api.daemon.request(Complete, { prompt: 'Hello', max_tokens: 2 });
+    assert.equal(result.model, model);
+    const loading = stub.progress.find((p) => p.title === `Ember: ${model}`);
+    assert.ok(loading, `a progress notification for ${model}: ${JSON.stringify(stub.progress.map((p) => p.title))}`);
+    assert.equal(loading.location, 15 /* Notification */);
+    assert.ok(loading.reports.length > 0);
+    assert.ok(loading.done, 'closed once the model is ready');
   });
 
   it('Translate replaces the selection with the translation, as one edit', TIMEOUT, async () => {
