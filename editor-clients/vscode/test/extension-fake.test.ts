@@ -10,7 +10,7 @@ import type * as vscodeTypes from 'vscode';
 import { EmberApi, activate, deactivate } from '../src/extension';
 import { DaemonStatus } from '../src/protocol';
 import { EXTENSION_ROOT, fakeDaemon, next } from './helpers';
-import { extensionContext, nextEvent, stub } from './stub/vscode';
+import { extensionContext, stub } from './stub/vscode';
 
 const TIMEOUT = { timeout: 30_000 };
 const packageJson = JSON.parse(readFileSync(path.join(EXTENSION_ROOT, 'package.json'), 'utf8'));
@@ -56,7 +56,7 @@ describe('extension failure paths (fake daemon)', () => {
     await useFake(api, '--error', '-32002');
     try {
       const editor = stub.openEditor('some text', 0, 9);
-      const shown = nextEvent(stub.messageShown.event, (m) => m.severity === 'error');
+      const shown = next(stub.messageShown.event, (m) => m.severity === 'error');
       stub.messageChoice = (m) => (m.severity === 'error' ? 'Show Log' : undefined);
       await stub.commands.get('ember.translate')!();
       const message = await shown;
@@ -121,7 +121,7 @@ describe('extension failure paths (fake daemon)', () => {
   });
 
   it('a daemon that cannot start is reported once, with Restart', TIMEOUT, async () => {
-    const shown = nextEvent(stub.messageShown.event, (m) => m.severity === 'error');
+    const shown = next(stub.messageShown.event, (m) => m.severity === 'error');
     await useFake(api, '--fail-start');
     const message = await shown;
     assert.match(message.message, /^Ember: The Ember daemon exited during start-up \(exit code 2\)/);
@@ -144,7 +144,7 @@ describe('extension failure paths (fake daemon)', () => {
   });
 
   it('invalid settings fall back to defaults, with a warning', TIMEOUT, async () => {
-    const shown = nextEvent(stub.messageShown.event, (m) => m.severity === 'warning');
+    const shown = next(stub.messageShown.event, (m) => m.severity === 'warning');
     stub.configure({ 'ember.translate.mode': 'sideways' });
     try {
       const message = await shown;

@@ -10,7 +10,7 @@ import type * as vscodeTypes from 'vscode';
 import { EmberApi, activate, deactivate } from '../src/extension';
 import { OUTPUT_SCHEME } from '../src/outputView';
 import { Complete, Tokenize } from '../src/protocol';
-import { EXTENSION_ROOT, emberCommand } from './helpers';
+import { EXTENSION_ROOT, emberCommand, next } from './helpers';
 import {
   CancellationTokenSource,
   InlineCompletionItem,
@@ -19,7 +19,6 @@ import {
   Position,
   Selection,
   TextDocument,
-  nextEvent,
   extensionContext,
   stub,
 } from './stub/vscode';
@@ -29,7 +28,7 @@ const packageJson = JSON.parse(readFileSync(path.join(EXTENSION_ROOT, 'package.j
 
 /** Resolves when a line containing `text` is next written to the log. */
 function logged(log: LogChannel, text: string): Promise<string> {
-  return nextEvent(log.onLine, (line) => line.includes(text));
+  return next(log.onLine, (line) => line.includes(text));
 }
 
 describe('extension against the real daemon', () => {
@@ -135,7 +134,7 @@ describe('extension against the real daemon', () => {
 
   it('Classify shows the top label and every score', TIMEOUT, async () => {
     stub.openEditor('I love this editor, it is wonderful and fast!', 0, 45);
-    const shown = nextEvent(stub.messageShown.event, (m) => m.severity === 'info');
+    const shown = next(stub.messageShown.event, (m) => m.severity === 'info');
     const result = (await stub.commands.get('ember.classify')!()) as { label: string; scores: { label: string; score: number }[] };
     assert.ok(['positive', 'negative', 'neutral'].includes(result.label));
     const sum = result.scores.reduce((a, s) => a + s.score, 0);
@@ -168,7 +167,7 @@ describe('extension against the real daemon', () => {
 
     // Live: a new selection is counted after the debounce, without the command.
     const whole = await api.daemon.request(Tokenize, { text: editor.document.getText() });
-    const updated = nextEvent(item.onDidShow, (i) => i.text.includes(`${whole.count} tokens`));
+    const updated = next(item.onDidShow, (i) => i.text.includes(`${whole.count} tokens`));
     editor.selection = new Selection(new Position(0, 0), new Position(0, 0));
     await updated;
     assert.match(item.tooltip ?? '', /in the document/);

@@ -60,8 +60,11 @@ export class MemoryLogger implements Logger {
   }
 }
 
+/** Any event: vscode-jsonrpc's, or the stub vscode module's. */
+type AnyEvent<T> = (listener: (e: T) => unknown) => { dispose(): unknown };
+
 /** Resolves with the next event that satisfies `predicate`. */
-export function next<T>(event: Event<T>, predicate: (e: T) => boolean = () => true): Promise<T> {
+export function next<T>(event: AnyEvent<T>, predicate: (e: T) => boolean = () => true): Promise<T> {
   return new Promise((resolve) => {
     const d = event((e) => {
       if (predicate(e)) {

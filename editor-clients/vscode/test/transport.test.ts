@@ -88,8 +88,8 @@ describe('transport against the real daemon', () => {
       return true;
     });
     assert.ok(deltas >= 1 && deltas < 400);
-    const next = await daemon.request(Tokenize, { text: 'still here' });
-    assert.ok(next.count > 0);
+    const served = await daemon.request(Tokenize, { text: 'still here' });
+    assert.ok(served.count > 0);
   });
 
   it('cancels a request whose token was cancelled before it was sent', TIMEOUT, async () => {

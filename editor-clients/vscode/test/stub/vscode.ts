@@ -37,18 +37,6 @@ export class EventEmitter<T> {
   }
 }
 
-/** Resolves with the next event that satisfies `predicate`. */
-export function nextEvent<T>(event: Event<T>, predicate: (e: T) => boolean = () => true): Promise<T> {
-  return new Promise((resolve) => {
-    const d = event((e) => {
-      if (predicate(e)) {
-        d.dispose();
-        resolve(e);
-      }
-    });
-  });
-}
-
 export interface CancellationToken {
   isCancellationRequested: boolean;
   onCancellationRequested: Event<void>;
