@@ -81,10 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Any]:
     """Subcommands that live in their own modules (the shared daemon and its clients)."""
-    try:
-        from .shared.commands import register
-    except ImportError:
-        return []
+    from .shared.commands import register
+
     return [register]
 
 

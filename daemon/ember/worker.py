@@ -21,7 +21,7 @@ from .errors import Busy
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(eq=False)
 class Job:
     fn: Callable[[], Any]
     label: str
@@ -35,7 +35,7 @@ class Worker:
         self.threads = threads
         self.max_queue = max_queue
         self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._pending = 0
+        self._pending: set[Job] = set()
         self._lock = threading.Lock()
         self.running: Job | None = None
         self.jobs_done = 0
@@ -44,17 +44,18 @@ class Worker:
 
     @property
     def queue_depth(self) -> int:
-        """Jobs waiting (not counting the running one)."""
+        """Jobs waiting (not counting the running one, nor cancelled ones)."""
         with self._lock:
-            return self._pending
+            return sum(1 for job in self._pending if not job.future.cancelled())
 
     def submit(self, fn: Callable[[], Any], label: str) -> Future:
-        with self._lock:
-            if self._pending >= self.max_queue:
-                raise Busy(f"{self._pending} requests are queued (daemon.max_queue); retry later",
-                           {"queue_depth": self._pending})
-            self._pending += 1
+        depth = self.queue_depth
+        if depth >= self.max_queue:
+            raise Busy(f"{depth} requests are queued (daemon.max_queue); retry later",
+                       {"queue_depth": depth})
         job = Job(fn, label)
+        with self._lock:
+            self._pending.add(job)
         self._queue.put(job)
         return job.future
 
@@ -69,7 +70,7 @@ class Worker:
         self._configure_torch()
         while (job := self._queue.get()) is not None:
             with self._lock:
-                self._pending -= 1
+                self._pending.discard(job)
             if not job.future.set_running_or_notify_cancel():
                 continue  # cancelled while queued
             self.running = job

@@ -29,4 +29,6 @@ def ensure_imported() -> None:
             getattr(transformers, name)
         import transformers.generation.streamers  # noqa: F401
 
+        transformers.utils.logging.disable_progress_bar()  # tqdm bars would flood the log
+
         _ready = True

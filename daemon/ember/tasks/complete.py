@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from ..errors import InvalidParams, TaskUnavailable
@@ -13,29 +12,36 @@ from .generation import chat_ids, generate, usage
 
 DEFAULT_MAX_TOKENS = 128
 
-# Fill-in-the-middle formats, by the special tokens a tokenizer has: (prefix, suffix, middle, style)
+# Fill-in-the-middle layouts, recognised by the special tokens a tokenizer has:
+# (style, prefix token, suffix token, middle token, end-of-infill token, text between PRE and prefix)
 FIM_FORMATS = [
-    ("<fim_prefix>", "<fim_suffix>", "<fim_middle>", "starcoder"),
-    ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "qwen"),
-    ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", "deepseek"),
-    ("▁<PRE>", "▁<SUF>", "▁<MID>", "codellama"),
-    ("<PRE>", "<SUF>", "<MID>", "codellama"),
+    ("starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", "<|endoftext|>", ""),
+    ("qwen", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", "<|endoftext|>", ""),
+    ("deepseek", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", "<|EOT|>", ""),
+    ("codellama", "▁<PRE>", "▁<SUF>", "▁<MID>", "▁<EOT>", " "),
 ]
 
-CURSOR = "<CURSOR>"
-FIM_FALLBACK_SYSTEM = (
-    "You are a code completion engine. The user shows a file with the marker <CURSOR>. "
-    "Reply with only the text to insert at <CURSOR>: no explanation, no repetition of the "
-    "surrounding code, no Markdown fences."
-)
+# Chat-only models have no infill tokens. Asked in chat, a small instruct model explains the code
+# instead of writing it, so the fallback continues the prefix as plain text (the model is still a
+# language model) and stops before it would rewrite what follows the cursor.
+FALLBACK = "prefix-continuation"
 
 
-def fim_format(tokenizer: Any) -> tuple[str, str, str, str] | None:
+def _fallback_stops(suffix: str) -> list[str]:
+    stops = ["\n\n\n"]
+    first = next((line.strip() for line in suffix.splitlines() if line.strip()), "")
+    if len(first) >= 3:
+        stops.append(first)
+    return stops
+
+
+def fim_format(tokenizer: Any) -> tuple[str, str, str, str, str, str] | None:
     vocab = tokenizer.get_vocab()
     for fmt in FIM_FORMATS:
-        if all(tok in vocab for tok in fmt[:3]):
+        if all(tok in vocab for tok in fmt[1:4]):
             return fmt
     return None
+
 
 
 def _fit_fim(tokenizer: Any, prefix: str, suffix: str, budget: int) -> tuple[list[int], list[int], bool]:
@@ -47,11 +53,6 @@ def _fit_fim(tokenizer: Any, prefix: str, suffix: str, budget: int) -> tuple[lis
     keep_suf = min(len(suf), budget // 4)
     keep_pre = budget - keep_suf
     return pre[len(pre) - keep_pre:] if keep_pre else [], suf[:keep_suf], True
-
-
-def _strip_fences(text: str) -> str:
-    match = re.fullmatch(r"\s*```[\w+-]*\n(.*?)\n?```\s*", text, re.S)
-    return match.group(1) if match else text
 
 
 def run(params: CompleteParams, lm: LoadedModel, ctx: RunContext) -> dict[str, Any]:
@@ -77,22 +78,23 @@ def run(params: CompleteParams, lm: LoadedModel, ctx: RunContext) -> dict[str, A
         prefix, suffix = params.prefix or "", params.suffix or ""
         budget = max(16, lm.context_length - max_new - 64)
         fmt = fim_format(tok)
-        pre_ids, suf_ids, truncated = _fit_fim(tok, prefix, suffix, budget)
         if fmt is not None:
-            p, s, m, style = fmt
-            ids = ([tok.convert_tokens_to_ids(p)] + pre_ids + [tok.convert_tokens_to_ids(s)]
-                   + suf_ids + [tok.convert_tokens_to_ids(m)])
-            gen = generate(lm, ids, params, ctx, DEFAULT_MAX_TOKENS)
+            style, p, s, m, eot, lead = fmt
+            pre_ids, suf_ids, truncated = _fit_fim(tok, prefix, suffix, budget)
+            if truncated:
+                prefix, suffix = tok.decode(pre_ids), tok.decode(suf_ids)
+            # Tokenized as one text, as the model saw it in training: special tokens are matched
+            # whole and the text between them is pre-tokenized in place.
+            layout = f"{p}{lead}{prefix}{s}{suffix}{m}"
+            ids = tok(layout, add_special_tokens=True)["input_ids"]
+            eot_id = tok.get_vocab().get(eot)
+            gen = generate(lm, ids, params, ctx, DEFAULT_MAX_TOKENS,
+                           extra_eos=[eot_id] if eot_id is not None else None)
         else:
-            style = "chat-fallback"
-            shown = tok.decode(pre_ids) + CURSOR + tok.decode(suf_ids)
-            ids = chat_ids(lm, [{"role": "system", "content": FIM_FALLBACK_SYSTEM},
-                                {"role": "user", "content": shown}])
-            # Fences would appear in the stream before we could strip them: stream the stripped text.
-            gen = generate(lm, ids, params, ctx, DEFAULT_MAX_TOKENS, stream=False)
-            gen.text = _strip_fences(gen.text)
-            if params.stream and ctx.on_delta and gen.text:
-                ctx.on_delta(gen.text)
+            style = FALLBACK
+            pre_ids, _, truncated = _fit_fim(tok, prefix, "", budget)
+            gen = generate(lm, pre_ids, params, ctx, DEFAULT_MAX_TOKENS,
+                           extra_stop=_fallback_stops(suffix))
         result["fim"] = {"format": style, "truncated": truncated}
     result.update(text=gen.text, finish_reason=gen.finish_reason,
                   usage=usage(gen.prompt_tokens, gen.completion_tokens), run_ms=gen.run_ms)

@@ -80,7 +80,7 @@ def check_fits(prompt_tokens: int, lm: LoadedModel, reserve: int = 1) -> None:
 
 def generate(lm: LoadedModel, input_ids: list[int], opts: GenerationOptions, ctx: RunContext,
              default_max_tokens: int, stream: bool | None = None,
-             extra_stop: list[str] | None = None) -> Generated:
+             extra_stop: list[str] | None = None, extra_eos: list[int] | None = None) -> Generated:
     """Generate from `input_ids` (a decoder-only prompt or a seq2seq encoder input)."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
@@ -138,6 +138,10 @@ def generate(lm: LoadedModel, input_ids: list[int], opts: GenerationOptions, ctx
         if isinstance(pad_id, list):
             pad_id = pad_id[0]
 
+    eos = model.generation_config.eos_token_id
+    eos_ids = list(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+    eos_ids += [i for i in (extra_eos or []) if i not in eos_ids]
+
     streamer = Collect()
     ids = torch.tensor([input_ids], dtype=torch.long, device=lm.device)
     started = time.monotonic()
@@ -149,6 +153,7 @@ def generate(lm: LoadedModel, input_ids: list[int], opts: GenerationOptions, ctx
             streamer=streamer,
             stopping_criteria=StoppingCriteriaList([StopWhenAsked()]),
             pad_token_id=pad_id,
+            eos_token_id=eos_ids or None,
             **sampling,
         )
     run_ms = (time.monotonic() - started) * 1000
@@ -156,10 +161,8 @@ def generate(lm: LoadedModel, input_ids: list[int], opts: GenerationOptions, ctx
         raise RequestCancelled("request cancelled")
     generated = out.shape[1] - (prompt_tokens if is_decoder_only else 1)
     text = acc.finish()
-    eos = model.generation_config.eos_token_id
-    eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
     last = int(out[0, -1])
-    hit_eos = last in eos_ids and generated < max_new
+    hit_eos = generated > 0 and last in eos_ids
     finish = "stop" if (acc.stopped or hit_eos) else "length"
     return Generated(text, finish, prompt_tokens, streamer.count or max(generated, 0), run_ms)
 

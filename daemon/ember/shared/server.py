@@ -1,0 +1,291 @@
+"""The shared daemon: one Engine (one set of resident models) behind a Unix socket for all clients.
+
+Each connection gets its own EmberProtocol from `new_connection`, so replies and stream
+notifications go only to the client that asked; progress goes to clients that said `initialize`.
+A client that disconnects has its requests cancelled. `exit` from a client ends that client's
+connection, not the daemon: other editors may still be using it. The daemon stops on SIGTERM
+(`ember daemon stop`) or after `shared.idle_timeout_s` with no clients and no work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import stat
+import struct
+import sys
+import time
+from typing import Any
+
+from ..config import LoadedConfig
+from ..transport.framing import FrameDecoder
+from .paths import InstanceLock, SharedPaths, UnsafeSocketDir, lock_holder
+
+log = logging.getLogger(__name__)
+
+DAEMON_ERROR = 3  # the CLI's exit code for daemon problems
+EXIT_GRACE_S = 2.0  # for cancellation replies to reach clients before a connection or the daemon goes
+PEER_POLL_S = 1.0
+
+
+class Connection:
+    """One client: its protocol, its socket writer and what it is waiting on."""
+
+    def __init__(self, number: int, protocol: Any, writer: asyncio.StreamWriter):
+        self.number = number
+        self.protocol = protocol
+        self.writer = writer
+        self.exiting = False
+        self.closed = asyncio.Event()
+        self.peer_pid = _peer_pid(writer.get_extra_info("socket"))
+
+    def write(self, data: bytes) -> None:
+        if self.writer.is_closing():
+            raise ConnectionResetError("client connection closed")
+        self.writer.write(data)
+
+    def __str__(self) -> str:
+        return f"client {self.number}" + (f" (pid {self.peer_pid})" if self.peer_pid else "")
+
+
+def _peer_pid(sock: socket.socket | None) -> int | None:
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    except OSError:
+        return None
+    return pid
+
+
+def _peer_uid(sock: socket.socket | None) -> int | None:
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    except OSError:
+        return None
+    return uid
+
+
+class SharedDaemon:
+    def __init__(self, loaded: LoadedConfig, paths: SharedPaths):
+        from ..engine import Engine
+        from ..rpc.server import build_server
+
+        self.settings = loaded.settings
+        self.paths = paths
+        self.engine = Engine(self.settings)
+        self.server = build_server(self.engine, self._on_initialize)
+        self.connections: dict[Any, Connection] = {}  # protocol -> connection
+        self._numbers = itertools.count(1)
+        self._idle_since: float | None = time.monotonic()
+        self._finished: asyncio.Future[int] | None = None
+        self._socket_inode: int | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def bind(self) -> socket.socket:
+        """Replace any stale socket (we hold the lock, so no daemon answers on it) and listen."""
+        path = self.paths.socket
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISSOCK(st.st_mode):
+                raise UnsafeSocketDir(f"{path} exists and is not a socket; remove it")
+            log.info("Replacing the stale socket %s", path)
+            path.unlink()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)  # the socket is born 0600: no window where others could connect
+        try:
+            sock.bind(str(path))
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        self._socket_inode = os.stat(path).st_ino
+        sock.listen(64)
+        sock.setblocking(False)
+        return sock
+
+    def unlink_socket(self) -> None:
+        # Only our own socket: a successor may already have bound a new one at the same path.
+        try:
+            if os.stat(self.paths.socket).st_ino == self._socket_inode:
+                self.paths.socket.unlink()
+        except FileNotFoundError:
+            pass
+
+    async def serve(self, sock: socket.socket) -> int:
+        from ..lifecycle import on_signals
+
+        loop = asyncio.get_running_loop()
+        self._finished = loop.create_future()
+        self.engine.start(loop)
+        listener = await asyncio.start_unix_server(self._on_client, sock=sock)
+        on_signals(loop, self._on_signal)
+        log.info("Shared daemon %d listening on %s (idle timeout %ss)", os.getpid(), self.paths.socket,
+                 self.settings.shared.idle_timeout_s)
+        self._schedule_idle_check()
+        code = await self._finished
+        listener.close()
+        self.unlink_socket()
+        for conn in list(self.connections.values()):
+            conn.protocol.cancel_all()
+        # Let cancellation replies reach the clients before we go.
+        pending = [c.protocol.wait_idle() for c in self.connections.values()]
+        if pending:
+            try:
+                await asyncio.wait_for(asyncio.gather(*pending), timeout=EXIT_GRACE_S)
+            except asyncio.TimeoutError:
+                pass
+        for conn in list(self.connections.values()):
+            conn.writer.close()
+        await asyncio.sleep(0)
+        return code
+
+    def finish(self, code: int) -> None:
+        if self._finished is not None and not self._finished.done():
+            self._finished.set_result(code)
+
+    def _on_signal(self, sig: int) -> None:
+        log.info("Signal %d: cancelling %d client(s)' work and exiting", sig, len(self.connections))
+        self.finish(0)
+
+    # -- idle exit -----------------------------------------------------------------------------
+
+    def _busy(self) -> bool:
+        return bool(self.connections) or any(
+            w.queue_depth or w.running is not None for w in self.engine.workers)
+
+    def _schedule_idle_check(self) -> None:
+        timeout = self.settings.shared.idle_timeout_s
+        if timeout <= 0:
+            return  # never exit on idle
+        assert self.engine.loop is not None
+        self.engine.loop.call_later(max(0.1, min(5.0, timeout / 4)), self._idle_check)
+
+    def _idle_check(self) -> None:
+        now = time.monotonic()
+        if self._busy():
+            self._idle_since = None
+        elif self._idle_since is None:
+            self._idle_since = now
+        elif now - self._idle_since >= self.settings.shared.idle_timeout_s:
+            log.info("No clients and no work for %ss: exiting", self.settings.shared.idle_timeout_s)
+            self.finish(0)
+            return
+        self._schedule_idle_check()
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def _on_initialize(self, params: Any) -> None:
+        from ..rpc.protocol import current_request
+
+        conn = self.connections.get(current_request.get().protocol)
+        if conn is not None and params.process_id:
+            # The editor's pid: if it dies without closing (SIGKILL), drop its connection and work.
+            asyncio.ensure_future(self._watch_pid(conn, params.process_id))
+
+    async def _watch_pid(self, conn: Connection, pid: int) -> None:
+        from ..lifecycle import pid_alive
+
+        while not conn.closed.is_set():
+            if not pid_alive(pid):
+                log.warning("%s: its editor (pid %d) is gone; closing", conn, pid)
+                conn.protocol.cancel_all()
+                conn.writer.close()
+                return
+            try:
+                await asyncio.wait_for(conn.closed.wait(), timeout=PEER_POLL_S)
+            except asyncio.TimeoutError:
+                pass
+
+    def _count_request(self, _method: str) -> None:
+        self.engine.requests_served += 1
+
+    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from ..rpc.server import new_connection
+
+        uid = _peer_uid(writer.get_extra_info("socket"))
+        if uid is not None and uid != os.getuid():  # the socket is 0600; this is a second lock
+            log.warning("Refusing a connection from uid %d", uid)
+            writer.close()
+            return
+        protocol = new_connection(self.server)
+        conn = Connection(next(self._numbers), protocol, writer)
+        protocol.framing = "headers"  # the socket always speaks Content-Length
+        protocol.attach(conn.write, asyncio.get_running_loop())
+        protocol.on_request = self._count_request
+        protocol.on_exit = lambda _code: setattr(conn, "exiting", True)
+        self.connections[protocol] = conn
+        self.engine.connections.add(protocol)
+        self._idle_since = None
+        log.info("%s connected (%d connected)", conn, len(self.connections))
+        decoder = FrameDecoder("headers")
+        lost = True
+        try:
+            while not conn.exiting:
+                chunk = await reader.read(1 << 16)
+                if not chunk:
+                    break
+                for frame in decoder.feed(chunk):
+                    protocol.receive(frame)
+                    if conn.exiting:
+                        lost = False
+                        break
+        except (ConnectionError, OSError) as exc:
+            log.info("%s: %s", conn, exc)
+        finally:
+            await self._drop(conn, lost)
+
+    async def _drop(self, conn: Connection, lost: bool) -> None:
+        protocol = conn.protocol
+        if protocol.in_flight:
+            log.info("%s %s: cancelling %d request(s)", conn, "disconnected" if lost else "sent exit",
+                     protocol.in_flight)
+        protocol.cancel_all()
+        if not lost:
+            try:
+                await asyncio.wait_for(protocol.wait_idle(), timeout=EXIT_GRACE_S)
+            except asyncio.TimeoutError:
+                pass
+        self.connections.pop(protocol, None)
+        self.engine.connections.discard(protocol)
+        self.engine.initialized.discard(protocol)
+        conn.closed.set()
+        conn.writer.close()
+        try:
+            await conn.writer.wait_closed()
+        except (ConnectionError, OSError):
+            pass
+        log.info("%s closed (%d connected)", conn, len(self.connections))
+
+
+def run_shared(loaded: LoadedConfig) -> int:
+    """`ember daemon run`: the shared daemon in the foreground until it is stopped or idles out."""
+    paths = SharedPaths.resolve(loaded.settings.shared.socket_dir)
+    try:
+        paths.check()
+    except UnsafeSocketDir as exc:
+        log.error("%s", exc)
+        sys.stderr.write(f"ember: {exc}\n")
+        return DAEMON_ERROR
+    lock = InstanceLock(paths.lock)
+    if not lock.acquire():
+        pid = lock_holder(paths.lock)
+        sys.stderr.write(f"ember: the shared daemon is already running (pid {pid}, socket {paths.socket})\n")
+        return DAEMON_ERROR
+    daemon = SharedDaemon(loaded, paths)
+    sock = daemon.bind()
+    code = asyncio.run(daemon.serve(sock))
+    daemon.engine.stop()
+    log.info("Shared daemon %d exiting", os.getpid())
+    logging.shutdown()
+    sys.stderr.flush()
+    # Worker threads may be inside torch; a hard exit cannot hang on them. The lock goes with us.
+    os._exit(code)
