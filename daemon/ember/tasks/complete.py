@@ -28,7 +28,7 @@ FALLBACK = "prefix-continuation"
 
 
 def _fallback_stops(suffix: str) -> list[str]:
-    stops = ["\n\n\n"]
+    stops = ["\n\n"]  # one block at the cursor, as editors show inline completions
     first = next((line.strip() for line in suffix.splitlines() if line.strip()), "")
     if len(first) >= 3:
         stops.append(first)
