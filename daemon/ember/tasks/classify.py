@@ -231,7 +231,9 @@ def _label_loglik(lm: LoadedModel, prompt_ids: list[int], answers: list[list[int
         for i, a in enumerate(answers):
             feed[i, : len(a) - 1] = torch.tensor(a[:-1], dtype=torch.long)
 
-        cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        cache = getattr(out, "cache", None)
+        if cache is None:
+            cache = getattr(out, "past_key_values", None)
         if cache is not None and hasattr(cache, "batch_repeat_interleave"):
             cache.batch_repeat_interleave(n)
             mask = torch.ones((n, len(prompt_ids) + longest - 1), dtype=torch.long, device=device)
