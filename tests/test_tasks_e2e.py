@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 import tiny_models
 
 pytestmark = pytest.mark.model
@@ -211,8 +212,8 @@ def test_fill_in_the_middle_continues_the_prefix_on_chat_only_models(smol):
 
 def test_pickle_weights_are_refused_unless_allowed(ember, tmp_path):
     folder = tiny_models.build_chat_causal_lm(tmp_path / "pickled")
-    from safetensors.torch import load_file
     import torch
+    from safetensors.torch import load_file
     state = load_file(folder / "model.safetensors")
     torch.save(state, folder / "pytorch_model.bin")
     (folder / "model.safetensors").unlink()

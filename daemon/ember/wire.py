@@ -32,15 +32,15 @@ class Message(Params):
 class GenerationOptions(Params):
     """Sampling and length options shared by the generative tasks."""
 
-    model: str | None = Field(default=None, description="configured model name to use")
+    model: str | None = Field(default=None, description="configured model name (default: the task's)")
     max_tokens: Annotated[int, Field(ge=1, le=32768)] | None = Field(
         default=None, description="most tokens to generate (task default when absent)"
     )
     temperature: Annotated[float, Field(ge=0.0, le=5.0)] = Field(
         default=0.0, description="0 means greedy decoding"
     )
-    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = 1.0
-    top_k: Annotated[int, Field(ge=0)] = 0
+    top_p: Annotated[float, Field(gt=0.0, le=1.0)] = Field(default=1.0, description="nucleus sampling")
+    top_k: Annotated[int, Field(ge=0)] = Field(default=0, description="top-k sampling (0: off)")
     stop: list[str] = Field(default_factory=list, description="stop sequences (not in the text)")
     seed: int | None = Field(default=None, description="seed for sampling, for repeatable output")
     stream: bool = Field(default=False, description="send ember/stream notifications")
@@ -52,8 +52,8 @@ class GenerationOptions(Params):
 class InitializeParams(Params):
     """Optional handshake; `process_id` makes the daemon exit when that process dies."""
 
-    process_id: int | None = None
-    client_info: dict[str, Any] | None = None
+    process_id: int | None = Field(default=None, description="the editor's pid: exit when it dies")
+    client_info: dict[str, Any] | None = Field(default=None, description="free-form, for the log")
 
 
 class NoParams(Params):
@@ -66,24 +66,24 @@ class NoParams(Params):
 class TokenizeParams(Params):
     """Tokenize `text`, or apply the chat template to `messages` and tokenize the prompt."""
 
-    text: str | None = None
-    messages: list[Message] | None = None
-    model: str | None = None
+    text: str | None = Field(default=None, description="text to tokenize (or give messages)")
+    messages: list[Message] | None = Field(default=None, description="chat messages: tokenize the templated prompt")
+    model: str | None = Field(default=None, description="configured model name (default: tasks.tokenize)")
     add_special_tokens: bool = Field(default=False, description="add BOS/EOS as the model does")
     add_generation_prompt: bool = Field(
         default=True, description="with messages: end with the assistant turn's opening"
     )
-    return_ids: bool = True
-    return_tokens: bool = True
-    return_offsets: bool = True
+    return_ids: bool = Field(default=True, description="include `ids`")
+    return_tokens: bool = Field(default=True, description="include `tokens` (the vocabulary's strings)")
+    return_offsets: bool = Field(default=True, description="include `offsets`: [start, end) characters")
 
 
 class DetokenizeParams(Params):
     """Turn token ids back into text."""
 
-    ids: list[int]
-    model: str | None = None
-    skip_special_tokens: bool = False
+    ids: list[int] = Field(description="token ids")
+    model: str | None = Field(default=None, description="configured model name (default: tasks.tokenize)")
+    skip_special_tokens: bool = Field(default=False, description="leave out special tokens")
 
 
 # -- tasks -------------------------------------------------------------------------------------
@@ -92,50 +92,52 @@ class DetokenizeParams(Params):
 class CompleteParams(GenerationOptions):
     """Continue `prompt`, answer `messages`, or fill in between `prefix` and `suffix`."""
 
-    prompt: str | None = None
-    messages: list[Message] | None = None
-    prefix: str | None = None
-    suffix: str | None = None
+    prompt: str | None = Field(default=None, description="plain text to continue")
+    messages: list[Message] | None = Field(default=None, description="chat messages to answer")
+    prefix: str | None = Field(default=None, description="text before the cursor (fill in the middle)")
+    suffix: str | None = Field(default=None, description="text after the cursor (fill in the middle)")
 
 
 class SummarizeParams(GenerationOptions):
     """Summarize `text`; long texts are summarized in stages."""
 
-    text: str
-    form: Literal["sentence", "paragraph", "bullets"] = "paragraph"
-    length: Literal["short", "medium", "long"] = "medium"
+    text: str = Field(description="the text to summarize")
+    form: Literal["sentence", "paragraph", "bullets"] = Field(default="paragraph", description="shape of the summary")
+    length: Literal["short", "medium", "long"] = Field(
+        default="medium", description="default max_tokens: 48, 120 or 256")
 
 
 class TranslateParams(GenerationOptions):
     """Translate `text` into `target`; code blocks and Markdown structure are kept."""
 
-    text: str
-    target: str = Field(min_length=1)
-    source: str | None = None
+    text: str = Field(description="the text to translate (Markdown and code are kept)")
+    target: str = Field(min_length=1, description="target language, e.g. French")
+    source: str | None = Field(default=None, description="source language (default: detected by the model)")
 
 
 class ClassifyParams(Params):
     """Score `text` against `labels`: a probability for each label, summing to 1."""
 
-    text: str
+    text: str = Field(description="the text to classify")
     labels: list[Annotated[str, Field(min_length=1)]] = Field(
-        default_factory=lambda: ["positive", "negative", "neutral"], min_length=2
+        default_factory=lambda: ["positive", "negative", "neutral"], min_length=2,
+        description="candidate labels (at least 2)",
     )
-    model: str | None = None
+    model: str | None = Field(default=None, description="configured model name (default: tasks.classify)")
     calibrate: bool = Field(default=True, description="correct each label's prior (instruct models)")
 
 
 class EntitiesParams(Params):
     """Named entities in `text`, through a configured token-classification model."""
 
-    text: str
-    model: str | None = None
+    text: str = Field(description="the text to search for entities")
+    model: str | None = Field(default=None, description="configured model name (default: tasks.entities)")
 
 
 class ModelParams(Params):
     """Names one configured model."""
 
-    model: str
+    model: str = Field(description="configured model name")
 
 
 # -- the table ---------------------------------------------------------------------------------
@@ -159,7 +161,7 @@ METHODS: dict[str, Method] = {
                "{model, count, ids, tokens, offsets, text?}"),
         Method("detokenize", DetokenizeParams, "Decode token ids.", "{model, text}"),
         Method("complete", CompleteParams, "Continue a prompt, answer chat messages, or fill in the middle.",
-               "{text, finish_reason: stop|length|cancelled, model, usage, timings}"),
+               "{text, finish_reason: stop|length, fim?: {format, truncated}, model, usage, timings}"),
         Method("summarize", SummarizeParams, "Summarize text, in stages when it is long.",
                "{text, finish_reason, stages, model, usage, timings}"),
         Method("translate", TranslateParams, "Translate text, keeping code and Markdown intact.",
@@ -169,10 +171,12 @@ METHODS: dict[str, Method] = {
         Method("entities", EntitiesParams, "Named entities from a token-classification model.",
                "{entities: [{text, label, start, end, score}], model, usage, timings}"),
         Method("daemon/status", None, "Loaded models, memory, queue and counters.",
-               "{version, pid, uptime_s, requests_served, queue_depth, running, memory, models, workers}"),
+               "{version, pid, uptime_s, requests_served, queue_depth, running: [label], connections, "
+               "memory: {rss_bytes, models_bytes}, models: [model], model_loads, workers: [{device, threads, "
+               "queue_depth, jobs_done}]}"),
         Method("models/list", None, "Every configured model and whether it is loaded.",
-               "{models: [{name, source, kind, loaded, ...}]}"),
-        Method("models/load", ModelParams, "Load a configured model now.", "{model: {...status}}"),
+               "{models: [{name, source, kind, quantization_requested, loaded, tasks, ...model}]}"),
+        Method("models/load", ModelParams, "Load a configured model now.", "{model: model}"),
         Method("models/unload", ModelParams, "Unload a model and free its memory.", "{unloaded: bool}"),
     ]
 }

@@ -1,0 +1,76 @@
+"""Settings: layering, provenance, and errors that name the key and where it was set."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from ember.config import ConfigError, describe_effective, load_config, parse_scalar
+from rpc_client import EMBER
+
+
+def test_defaults_without_a_file(tmp_path):
+    loaded = load_config(environ={"XDG_CONFIG_HOME": str(tmp_path)})
+    s = loaded.settings
+    assert s.models["default"].source == "smollm2"
+    assert s.tasks.summarize == "default" and s.tasks.entities is None
+    assert s.daemon.threads >= 1
+    assert loaded.path is None
+
+
+def test_layers_file_then_env_then_cli(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[daemon]\nthreads = 3\nmax_queue = 5\n[models.default]\nquantization = "none"\n')
+    loaded = load_config(cfg, cli={"daemon.max_queue": 9},
+                         environ={"EMBER_DAEMON__THREADS": "4", "EMBER_MODELS__DEFAULT__DEVICE": "cpu"})
+    s = loaded.settings
+    assert (s.daemon.threads, s.daemon.max_queue, s.models["default"].quantization) == (4, 9, "none")
+    assert loaded.sources["daemon.threads"] == "env EMBER_DAEMON__THREADS"
+    assert loaded.sources["daemon.max_queue"] == "cli daemon.max_queue"
+    assert loaded.sources["models.default.quantization"] == f"file {cfg}"
+    listing = describe_effective(loaded)
+    assert "threads = 4  # env EMBER_DAEMON__THREADS" in listing
+    assert "keep_alive_s = 1800.0  # default" in listing
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[daemon]\nthreds = 2\n", "daemon.threds: unknown setting (from file"),
+    ("[daemon]\nthreads = \"two\"\n", "daemon.threads: Input should be a valid integer"),
+    ("[models.default]\nquantization = \"fp4\"\n", "models.default.quantization"),
+    ("[tasks]\nsummarize = \"ghost\"\n", "tasks.summarize: no model named 'ghost'"),
+    ("[daemon\n", "not valid TOML"),
+])
+def test_invalid_settings_name_the_key(tmp_path, text, needle):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg, environ={})
+    assert needle in str(err.value)
+
+
+def test_invalid_env_value_names_the_variable(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_config(environ={"XDG_CONFIG_HOME": str(tmp_path), "EMBER_DAEMON__MAX_QUEUE": "0"})
+    assert "daemon.max_queue" in str(err.value) and "env EMBER_DAEMON__MAX_QUEUE" in str(err.value)
+
+
+def test_scalars_from_strings():
+    assert parse_scalar("3") == 3 and parse_scalar("true") is True
+    assert parse_scalar('["a","b"]') == ["a", "b"] and parse_scalar("cpu") == "cpu"
+
+
+def test_bad_setting_stops_serve_with_a_message(daemon_env):
+    done = subprocess.run([EMBER, "serve", "--set", "daemon.bogus=1"], input=b"", capture_output=True,
+                          env=daemon_env, timeout=60)
+    assert done.returncode == 2
+    assert done.stdout == b""
+    assert b"daemon.bogus: unknown setting (from cli daemon.bogus)" in done.stderr
+
+
+def test_ember_config_prints_values_and_origins(daemon_env):
+    done = subprocess.run([EMBER, "config", "--threads", "2"], capture_output=True, env=daemon_env, timeout=60)
+    assert done.returncode == 0
+    out = done.stdout.decode()
+    assert "threads = 2  # cli daemon.threads" in out
+    assert "cache_dir = " in out and "# env EMBER_DAEMON__CACHE_DIR" in out
