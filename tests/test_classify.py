@@ -135,7 +135,7 @@ def test_calibration_changes_scores_and_reuses_the_prior(smollm2, monkeypatch):
     real = classify._label_probs
     monkeypatch.setattr(classify, "_label_probs",
                         lambda lm, t, *a, **k: forwards.append(t) or real(lm, t, *a, **k))
-    cal = classify.run(ClassifyParams(text=text), smollm2, ctx)
+    cal = classify.run(ClassifyParams(text=text, calibrate=True), smollm2, ctx)
     check_shape(cal, SENTIMENT, calibrated=True)
     assert forwards == [text, *classify.CONTENT_FREE_INPUTS]  # the prior was computed once ...
     assert classify.calibration_cache_info() == {"hits": 0, "misses": 1, "size": 1}
@@ -282,3 +282,13 @@ def test_rejects_duplicate_labels_and_other_kinds(tiny_chat):
     other = LoadedModel(**{**tiny_chat.__dict__, "kind": "seq2seq"})
     with pytest.raises(TaskUnavailable):
         classify.run(ClassifyParams(text="x"), other, RunContext())
+
+
+def test_calibration_by_default_only_without_a_catch_all_label():
+    from ember.tasks.classify import should_calibrate
+
+    assert should_calibrate(["positive", "negative"], None) is True
+    assert should_calibrate(["positive", "negative", "neutral"], None) is False
+    assert should_calibrate(["bug", "Other"], None) is False
+    assert should_calibrate(["positive", "negative", "neutral"], True) is True
+    assert should_calibrate(["positive", "negative"], False) is False

@@ -124,7 +124,9 @@ class ClassifyParams(Params):
         description="candidate labels (at least 2)",
     )
     model: str | None = Field(default=None, description="configured model name (default: tasks.classify)")
-    calibrate: bool = Field(default=True, description="correct each label's prior (instruct models)")
+    calibrate: bool | None = Field(default=None, description=(
+        "correct each label's prior (instruct models); default: only for label sets without a "
+        "catch-all such as neutral"))
 
 
 class EntitiesParams(Params):

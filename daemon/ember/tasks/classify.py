@@ -294,9 +294,23 @@ def _run_causal(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> dic
     answers = _answer_ids(lm.tokenizer, labels)
     ctx.check_cancelled()
     probs, prompt_tokens = _label_probs(lm, params.text, labels, answers, ctx)
-    if params.calibrate:
+    calibrated = should_calibrate(labels, params.calibrate)
+    if calibrated:
         probs = calibrate(probs, content_free_prior(lm, labels, ctx))
-    return _result(labels, probs, calibrated=params.calibrate, prompt_tokens=prompt_tokens)
+    return _result(labels, probs, calibrated=calibrated, prompt_tokens=prompt_tokens)
+
+
+# A content-free input ("N/A") really belongs to a catch-all label, which breaks calibration's premise
+# that it is equally likely under every label: measured on SmolLM2, calibration lifts
+# positive/negative from 0.675 to 0.825 but drops positive/negative/neutral from 0.55 to 0.42
+# (docs/classify.md). So by default we calibrate only label sets without a catch-all.
+CATCH_ALL = {"neutral", "none", "other", "unknown", "mixed", "n/a", "neither"}
+
+
+def should_calibrate(labels: list[str], requested: bool | None) -> bool:
+    if requested is not None:
+        return requested
+    return not any(label.strip().lower() in CATCH_ALL for label in labels)
 
 
 # -- sequence classifiers ------------------------------------------------------------------------
