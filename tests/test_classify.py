@@ -141,7 +141,7 @@ def test_calibration_changes_scores_and_reuses_the_prior(smollm2, monkeypatch):
     assert classify.calibration_cache_info() == {"hits": 0, "misses": 1, "size": 1}
 
     forwards.clear()
-    again = classify.run(ClassifyParams(text="Nice work, thanks!"), smollm2, ctx)
+    again = classify.run(ClassifyParams(text="Nice work, thanks!", calibrate=True), smollm2, ctx)
     assert forwards == ["Nice work, thanks!"]  # ... and reused for the same labels
     assert classify.calibration_cache_info() == {"hits": 1, "misses": 1, "size": 1}
     check_shape(again, SENTIMENT, calibrated=True)
