@@ -138,10 +138,11 @@ class Engine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.side_pool, fn, *args)
 
-    async def tokenizer(self, task: str, requested: str | None) -> tuple[str, Any]:
+    async def tokenizer(self, task: str, requested: str | None, text_only: bool = False) -> tuple[str, Any]:
         name = self.model_for(task, requested)
         assert name is not None
-        return name, await self.on_side(self.registry.tokenizer, name)
+        load = self.registry.text_tokenizer if text_only else self.registry.tokenizer
+        return name, await self.on_side(load, name)
 
     # -- status and broadcasts -----------------------------------------------------------------
 

@@ -33,6 +33,7 @@ class Registry:
         self._progress = progress
         self._loaded: dict[str, LoadedModel] = {}
         self._tokenizers: dict[str, Any] = {}
+        self._raw_tokenizers: dict[str, Any] = {}  # `tokenizers.Tokenizer` from tokenizer.json
         self._folders: dict[str, Path] = {}
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in settings.models}
         self._guard = threading.Lock()
@@ -100,6 +101,28 @@ class Registry:
             with self._guard:
                 self._tokenizers[name] = tok
             return tok
+
+    def text_tokenizer(self, name: str) -> Any:
+        """A tokenizer for plain text, as cheap as possible: the loaded transformers tokenizer if
+        there is one, else the model's tokenizer.json straight through the `tokenizers` library
+        (milliseconds, no torch import), so the first `tokenize` after start is instant."""
+        with self._guard:
+            known = self._tokenizers.get(name)
+        lm = self.get_loaded(name)
+        if lm is not None or known is not None:
+            return lm.tokenizer if lm is not None else known
+        tokenizer_json = self.folder(name) / "tokenizer.json"
+        if not tokenizer_json.is_file():
+            return self.tokenizer(name)
+        with self._guard:
+            raw = self._raw_tokenizers.get(name)
+        if raw is None:
+            from tokenizers import Tokenizer
+
+            raw = Tokenizer.from_file(str(tokenizer_json))
+            with self._guard:
+                raw = self._raw_tokenizers.setdefault(name, raw)
+        return raw
 
     def acquire(self, name: str) -> tuple[LoadedModel, float]:
         """The loaded model (loading it now if needed) and the seconds spent loading. Worker only."""

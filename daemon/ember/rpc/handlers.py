@@ -79,11 +79,11 @@ def build_handlers(engine: Engine, on_initialize: Callable[[InitializeParams], N
         return None
 
     async def tokenize_(p: TokenizeParams, req: RequestContext) -> dict[str, Any]:
-        name, tok = await engine.tokenizer("tokenize", p.model)
+        name, tok = await engine.tokenizer("tokenize", p.model, text_only=p.messages is None)
         return await engine.on_side(tokenize, p, tok, name)
 
     async def detokenize_(p: DetokenizeParams, req: RequestContext) -> dict[str, Any]:
-        name, tok = await engine.tokenizer("tokenize", p.model)
+        name, tok = await engine.tokenizer("tokenize", p.model, text_only=True)
         return await engine.on_side(detokenize, p, tok, name)
 
     async def status(_: None, req: RequestContext) -> dict[str, Any]:

@@ -26,7 +26,7 @@ def tokenize(params: TokenizeParams, tokenizer: Any, model_name: str) -> dict[st
     else:
         text = params.text
         add_special = params.add_special_tokens
-    backend = getattr(tokenizer, "backend_tokenizer", None)
+    backend = _rust_tokenizer(tokenizer)
     if backend is not None:
         # The Rust tokenizer's encode is read-only, so it is safe beside a running generation.
         enc = backend.encode(text, add_special_tokens=add_special)
@@ -46,7 +46,25 @@ def tokenize(params: TokenizeParams, tokenizer: Any, model_name: str) -> dict[st
     return result
 
 
+def _rust_tokenizer(tokenizer: Any) -> Any:
+    """The `tokenizers.Tokenizer` behind a transformers tokenizer, or the object itself if it is one."""
+    from tokenizers import Tokenizer
+
+    if isinstance(tokenizer, Tokenizer):
+        return tokenizer
+    return getattr(tokenizer, "backend_tokenizer", None)
+
+
 def detokenize(params: DetokenizeParams, tokenizer: Any, model_name: str) -> dict[str, Any]:
+    from tokenizers import Tokenizer
+
+    if isinstance(tokenizer, Tokenizer):
+        size = tokenizer.get_vocab_size(with_added_tokens=True)
+        bad = [i for i in params.ids if not 0 <= i < size]
+        if bad:
+            raise InvalidParams(f"ids: {bad[:5]} out of the vocabulary range 0..{size - 1}")
+        return {"model": model_name,
+                "text": tokenizer.decode(params.ids, skip_special_tokens=params.skip_special_tokens)}
     size = len(tokenizer)
     bad = [i for i in params.ids if not 0 <= i < size]
     if bad:
