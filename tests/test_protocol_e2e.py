@@ -6,6 +6,7 @@ import json
 import subprocess
 
 import pytest
+
 from rpc_client import EMBER
 
 FRAMINGS = ["headers", "lines"]

@@ -60,7 +60,7 @@ def run_stdio(loaded: LoadedConfig, parent_pid: int | None = None) -> int:
         # Let cancellation replies reach the client before we go.
         try:
             await asyncio.wait_for(protocol.wait_idle(), timeout=2.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         await asyncio.sleep(0)
         return code
