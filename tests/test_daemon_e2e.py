@@ -181,3 +181,18 @@ def test_second_start_hits_the_gguf_conversion_cache(ember, tmp_path):
     assert "convert" not in phases and "ready" in phases
     assert result["timings"]["load_ms"] > 0
     assert any("GGUF cache hit" in line for line in second.stderr_lines)
+
+
+def test_preload_loads_at_start_without_a_request(ember):
+    d = ember("lines", ["--preload", "default"])
+    status = wait_for(lambda: (s := d.call("daemon/status"))["models"] and s)
+    assert status["models"][0]["name"] == "default" and status["model_loads"] == 1
+
+
+def test_concurrent_requests_for_a_loading_model_share_one_load(ember):
+    d = ember("lines")
+    ids = [d.start_request("complete", {"prompt": f"Hi {i}", "max_tokens": 1}) for i in range(3)]
+    ids.append(d.start_request("models/load", {"model": "default"}))
+    for msg_id in ids:
+        assert "result" in d.reply(msg_id)
+    assert d.call("daemon/status")["model_loads"] == 1
