@@ -5,6 +5,8 @@ No ML code here; every handler is async so the event loop stays free.
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -71,7 +73,7 @@ def build_handlers(engine: Engine, on_initialize: Callable[[InitializeParams], N
             "tasks": sorted(TASKS) + ["tokenize"],
             "models": engine.registry.describe_all(),
             "device": await engine.on_side(engine.detect_device),
-            "pid": __import__("os").getpid(),
+            "pid": os.getpid(),
         }
 
     async def shutdown(_: None, req: RequestContext) -> None:
@@ -95,16 +97,12 @@ def build_handlers(engine: Engine, on_initialize: Callable[[InitializeParams], N
     async def models_load(p: ModelParams, req: RequestContext) -> dict[str, Any]:
         engine.registry.check_name(p.model)
         worker = engine.worker_for(p.model)
-        import asyncio
-
         lm, _ = await asyncio.wrap_future(worker.submit(lambda: engine.registry.acquire(p.model),
                                                         f"load {p.model}"))
         return {"model": lm.describe()}
 
     async def models_unload(p: ModelParams, req: RequestContext) -> dict[str, Any]:
         engine.registry.check_name(p.model)
-        import asyncio
-
         done = await asyncio.wrap_future(engine.worker_for(p.model).submit(
             lambda: engine.registry.unload(p.model), f"unload {p.model}"))
         return {"unloaded": done}
