@@ -37,7 +37,6 @@ __all__ = [
 
 Delta = Callable[[str], None]
 Notification = Callable[[str, Any], None]
-GENERATIVE = ("complete", "summarize", "translate")
 
 
 class RpcError(Exception):

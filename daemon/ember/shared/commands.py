@@ -360,8 +360,12 @@ def cmd_call(args: argparse.Namespace) -> int:
     if args.json:
         _out(json.dumps(result, ensure_ascii=False) + "\n")
     elif args.stream:
-        text = "".join(streamed)
-        _out("" if text.endswith("\n") else "\n")
+        shown = "".join(streamed)
+        text = result.get("text") if isinstance(result, dict) else None
+        if isinstance(text, str) and text.startswith(shown):
+            _out(text[len(shown):])  # whatever was not streamed (nothing, by the protocol)
+            shown = text
+        _out("" if shown.endswith("\n") else "\n")
     else:
         _out(render_plain(args.method, result))
     return EXIT_OK

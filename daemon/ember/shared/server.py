@@ -40,7 +40,9 @@ class Connection:
         self.writer = writer
         self.exiting = False
         self.closed = asyncio.Event()
-        self.peer_pid = _peer_pid(writer.get_extra_info("socket"))
+        peer = _peer(writer.get_extra_info("socket"))
+        self.peer_pid = peer[0] if peer else None
+        self.watched_pid: int | None = None  # the editor's pid from initialize
 
     def write(self, data: bytes) -> None:
         if self.writer.is_closing():
@@ -51,24 +53,15 @@ class Connection:
         return f"client {self.number}" + (f" (pid {self.peer_pid})" if self.peer_pid else "")
 
 
-def _peer_pid(sock: socket.socket | None) -> int | None:
+def _peer(sock: socket.socket | None) -> tuple[int, int] | None:
+    """(pid, uid) of the process at the other end of a Unix socket, where the OS tells (Linux)."""
     if sock is None or not hasattr(socket, "SO_PEERCRED"):
         return None
     try:
-        pid, _uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+        pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
     except OSError:
         return None
-    return pid
-
-
-def _peer_uid(sock: socket.socket | None) -> int | None:
-    if sock is None or not hasattr(socket, "SO_PEERCRED"):
-        return None
-    try:
-        _pid, uid, _gid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
-    except OSError:
-        return None
-    return uid
+    return pid, uid
 
 
 class SharedDaemon:
@@ -141,7 +134,7 @@ class SharedDaemon:
         if pending:
             try:
                 await asyncio.wait_for(asyncio.gather(*pending), timeout=EXIT_GRACE_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         for conn in list(self.connections.values()):
             conn.writer.close()
@@ -187,7 +180,8 @@ class SharedDaemon:
         from ..rpc.protocol import current_request
 
         conn = self.connections.get(current_request.get().protocol)
-        if conn is not None and params.process_id:
+        if conn is not None and params.process_id and params.process_id != conn.watched_pid:
+            conn.watched_pid = params.process_id
             # The editor's pid: if it dies without closing (SIGKILL), drop its connection and work.
             asyncio.ensure_future(self._watch_pid(conn, params.process_id))
 
@@ -202,7 +196,7 @@ class SharedDaemon:
                 return
             try:
                 await asyncio.wait_for(conn.closed.wait(), timeout=PEER_POLL_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _count_request(self, _method: str) -> None:
@@ -211,9 +205,9 @@ class SharedDaemon:
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from ..rpc.server import new_connection
 
-        uid = _peer_uid(writer.get_extra_info("socket"))
-        if uid is not None and uid != os.getuid():  # the socket is 0600; this is a second lock
-            log.warning("Refusing a connection from uid %d", uid)
+        peer = _peer(writer.get_extra_info("socket"))
+        if peer is not None and peer[1] != os.getuid():  # the socket is 0600; this is a second lock
+            log.warning("Refusing a connection from uid %d", peer[1])
             writer.close()
             return
         protocol = new_connection(self.server)
@@ -252,7 +246,7 @@ class SharedDaemon:
         if not lost:
             try:
                 await asyncio.wait_for(protocol.wait_idle(), timeout=EXIT_GRACE_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         self.connections.pop(protocol, None)
         self.engine.connections.discard(protocol)
