@@ -20,7 +20,7 @@ from ember.models.gguf import ensure_converted
 from ember.models.quantization import finish, plan, weight_bytes
 from ember.models.sources import smollm2_package_gguf
 
-MODES = ("none", "bnb-8bit", "bnb-4bit", "int8-dynamic")
+MODES = tuple(q for q in QUANTIZATIONS if q != "auto")
 
 
 def tiny_config(**overrides) -> LlamaConfig:

@@ -151,14 +151,14 @@ def _kwargs(mode: str, device: str, dtype) -> dict[str, Any]:
     import torch
 
     kwargs: dict[str, Any] = {"dtype": dtype}
-    if device != "cpu":
-        kwargs["device_map"] = {"": device}  # accelerate places every module on that device
+    if device != "cpu" or mode.startswith("bnb-"):
+        # accelerate places every module on that device; bitsandbytes quantizes as it places them
+        kwargs["device_map"] = {"": device}
     if mode == "int8-dynamic":
         kwargs["dtype"] = torch.float32  # the quantized kernels take float32 activations
     elif mode.startswith("bnb-"):
         from transformers import BitsAndBytesConfig
 
-        kwargs["device_map"] = {"": device}  # bitsandbytes quantizes while accelerate places weights
         if mode == "bnb-8bit":
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         else:
