@@ -49,7 +49,7 @@ FALLBACKS = {
 @dataclass
 class QuantPlan:
     requested: str  # the setting: "auto", "none", "bnb-8bit", "bnb-4bit" or "int8-dynamic"
-    applied: str  # what is applied: one of the modes above, never "auto"
+    applied: str  # a mode above (never "auto"), or "checkpoint (METHOD)" for a pre-quantized one
     note: str | None  # why `applied` differs from what was asked, for the log and the status
     from_pretrained_kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -68,8 +68,8 @@ def dynamic_int8_error() -> str | None:
     """None if torch's eager dynamic quantization can run here, else why not."""
     import torch
 
-    ao = getattr(torch, "ao", None)
-    if ao is None or not hasattr(ao.quantization, "quantize_dynamic"):
+    ao_quantization = getattr(getattr(torch, "ao", None), "quantization", None)
+    if not hasattr(ao_quantization, "quantize_dynamic"):
         return "this torch has no torch.ao.quantization.quantize_dynamic"
     if not set(torch.backends.quantized.supported_engines) & {"x86", "fbgemm", "qnnpack"}:
         return "this torch has no quantized CPU engine"
