@@ -147,6 +147,7 @@ def test_status_and_model_management(ember):
     assert loaded["quantization"] in ("none", "int8-dynamic", "bnb-8bit", "bnb-4bit")
     status = d.call("daemon/status")
     assert status["model_loads"] == 1 and status["queue_depth"] == 0
+    assert status["device"] == "cpu"  # resolved once the worker had torch
     assert status["memory"]["rss_bytes"] > 0 and status["memory"]["models_bytes"] > 0
     assert [m["name"] for m in status["models"]] == ["default"]
     phases = [n["params"]["phase"] for n in d.notifications if n["method"] == "ember/progress"]

@@ -37,6 +37,7 @@ class Engine:
         # Tokenizer work and tokenizer loads: off the event loop, never behind a generation.
         self.side_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ember-side")
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.device: str | None = None  # what `auto` resolves to, once the worker has torch
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -46,7 +47,7 @@ class Engine:
         key = "cuda:0" if device == "cuda" else device
         if key not in self._workers:
             d = self.settings.daemon
-            self._workers[key] = Worker(key, d.threads, d.max_queue)
+            self._workers[key] = Worker(key, d.threads, d.max_queue, on_ready=self._on_worker_ready)
         return self._workers[key]
 
     @property
@@ -55,7 +56,8 @@ class Engine:
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        # Start the default worker now: it imports torch in the background while we answer.
+        # Start the default worker now: it imports torch in the background while we answer, then
+        # records the device, so that `initialize` never waits for torch.
         self.worker_for(self.model_for("complete") or next(iter(self.settings.models)))
         for name in self.settings.daemon.preload:
             self.worker_for(name).submit(lambda n=name: self.registry.acquire(n), f"preload {name}")
@@ -164,12 +166,17 @@ class Engine:
             "queue_depth": sum(w.queue_depth for w in self.workers),
             "running": [w.running.label for w in self.workers if w.running is not None],
             "connections": len(self.connections),
+            "device": self.device,
             "memory": {"rss_bytes": mem.rss, "models_bytes": sum(m.memory_bytes for m in self.registry.loaded())},
             "models": [m.describe() for m in self.registry.loaded()],
             "model_loads": self.registry.loads,
             "workers": [{"device": w.device, "threads": w.threads, "queue_depth": w.queue_depth,
                          "jobs_done": w.jobs_done} for w in self.workers],
         }
+
+    def _on_worker_ready(self) -> None:
+        if self.device is None:
+            self.device = self.detect_device()
 
     @staticmethod
     def detect_device() -> str:

@@ -157,7 +157,8 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in [
         Method("initialize", InitializeParams, "Optional handshake; returns what the daemon offers.",
-               "{server: {name, version}, protocol_version, methods, tasks, models, device, pid}"),
+               "{server: {name, version}, protocol_version, methods, tasks, models, device: cpu|cuda|mps|null "
+               "(null while torch is still loading), pid}"),
         Method("shutdown", None, "Stop taking work; the daemon then waits for `exit`.", "null"),
         Method("tokenize", TokenizeParams, "Tokenize text, or a chat prompt built from messages.",
                "{model, count, ids, tokens, offsets, text?}"),

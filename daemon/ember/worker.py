@@ -30,8 +30,10 @@ class Job:
 
 
 class Worker:
-    def __init__(self, device: str, threads: int, max_queue: int):
+    def __init__(self, device: str, threads: int, max_queue: int,
+                 on_ready: Callable[[], None] | None = None):
         self.device = device
+        self._on_ready = on_ready  # called on the worker thread once torch is imported
         self.threads = threads
         self.max_queue = max_queue
         self._queue: queue.Queue[Job | None] = queue.Queue()
@@ -95,5 +97,7 @@ class Worker:
             import torch
 
             torch.set_num_threads(self.threads)
+            if self._on_ready:
+                self._on_ready()
         except Exception:  # noqa: BLE001
             log.exception("Could not import torch or set its threads")

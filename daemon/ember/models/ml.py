@@ -25,7 +25,8 @@ def ensure_imported() -> None:
 
         for name in ("AutoConfig", "AutoTokenizer", "AutoModelForCausalLM", "AutoModelForSeq2SeqLM",
                      "AutoModelForSequenceClassification", "AutoModelForTokenClassification",
-                     "StoppingCriteria", "StoppingCriteriaList", "BitsAndBytesConfig", "pipeline"):
+                     "StoppingCriteria", "StoppingCriteriaList", "BitsAndBytesConfig"):
+            # Not `pipeline`: it pulls in most of transformers (~2 s) and only `entities` needs it.
             getattr(transformers, name)
         import transformers.generation.streamers  # noqa: F401
 

@@ -72,7 +72,7 @@ def build_handlers(engine: Engine, on_initialize: Callable[[InitializeParams], N
             "methods": sorted(METHODS),
             "tasks": sorted(TASKS) + ["tokenize"],
             "models": engine.registry.describe_all(),
-            "device": await engine.on_side(engine.detect_device),
+            "device": engine.device,  # null for the first second or so, while torch loads
             "pid": os.getpid(),
         }
 

@@ -69,7 +69,7 @@ export interface InitializeResult {
   methods: string[];
   tasks: string[];
   models: ModelInfo[];
-  device: string;
+  device: string | null; // null while the daemon is still loading torch
   pid: number;
 }
 
