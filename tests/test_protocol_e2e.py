@@ -200,3 +200,11 @@ def test_stdout_carries_only_protocol_bytes(ember):
     # Every byte the daemon wrote parsed as a frame; the chatty log went to stderr.
     assert d.raw_out.startswith(b"Content-Length: ")
     assert any("DEBUG" in line or "INFO" in line for line in d.stderr_lines)
+
+
+def test_non_standard_json_constants_are_parse_errors(ember):
+    d = ember("lines")
+    d.send_raw(b'{"jsonrpc":"2.0","id":Infinity,"method":"tokenize","params":{"text":"x"}}\n')
+    reply = d.reply(None)
+    assert reply["error"]["code"] == -32700 and "Infinity" in reply["error"]["message"]
+    assert d.call("tokenize", {"text": "x"})["count"] == 1

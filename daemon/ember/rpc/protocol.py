@@ -66,6 +66,11 @@ class RequestContext:
 current_request: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("current_request")
 
 
+def _reject_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not, and we could not echo them back.
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def _valid_id(value: Any) -> bool:
     return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
 
@@ -127,7 +132,7 @@ class EmberProtocol(JsonRPCProtocol):
             self._send_error_message(None, ParseError(f"Parse error: {frame.message}"))
             return
         try:
-            data = json.loads(frame)
+            data = json.loads(frame, parse_constant=_reject_constant)
         except (ValueError, UnicodeDecodeError) as exc:
             self._send_error_message(None, ParseError(f"Parse error: invalid JSON ({exc})"))
             return
@@ -248,9 +253,11 @@ class EmberProtocol(JsonRPCProtocol):
         req = self._inflight.pop(key, None)
         if req is None:
             return
-        self._answer_now(req.id, req.batch, result=result, error=error)
-        if not self._inflight and self._idle is not None:
-            self._idle.set()
+        try:
+            self._answer_now(req.id, req.batch, result=result, error=error)
+        finally:
+            if not self._inflight and self._idle is not None:
+                self._idle.set()
 
     def _answer_now(self, msg_id: Any, batch: Batch | None, result: Any = None,
                     error: EmberError | None = None) -> None:
@@ -284,12 +291,14 @@ class EmberProtocol(JsonRPCProtocol):
             data = encode(message, self.framing)
         except (TypeError, ValueError):
             log.exception("Unserializable reply")
-            if isinstance(message, dict) and "id" in message:
-                data = encode({"jsonrpc": "2.0", "id": message["id"],
-                               "error": InternalError("Internal error: unserializable result").to_error()},
-                              self.framing)
-            else:
+            if not (isinstance(message, dict) and "id" in message):
                 return
+            error = {"jsonrpc": "2.0", "id": message["id"],
+                     "error": InternalError("Internal error: unserializable result").to_error()}
+            try:
+                data = encode(error, self.framing)
+            except (TypeError, ValueError):
+                data = encode({**error, "id": None}, self.framing)
         if self._write is None or self._loop is None:
             log.error("No transport to send on")
             return

@@ -1,0 +1,113 @@
+"""Whatever arrives, the protocol answers every request exactly once and never raises."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pygls.protocol import default_converter
+from pygls.server import JsonRPCServer
+
+from ember.rpc.protocol import EmberProtocol
+from ember.transport.framing import FrameDecoder
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+ids = st.none() | st.integers() | st.text(max_size=6) | st.booleans() | st.floats()
+requestish = st.fixed_dictionaries(
+    {"jsonrpc": st.sampled_from(["2.0", "1.0", 2]), "method": st.sampled_from(["echo", "nope", 5, "$/cancelRequest"])},
+    optional={"id": ids, "params": json_values},
+)
+messages = st.one_of(requestish, st.lists(requestish, max_size=4), json_values)
+
+
+def make_protocol(sent: list[bytes]):
+    server = JsonRPCServer(EmberProtocol, default_converter)
+
+    @server.feature("echo")
+    async def echo(params):
+        return {"params": params}
+
+    return server.protocol
+
+
+def _non_finite(value) -> bool:
+    if isinstance(value, float):
+        return value != value or value in (float("inf"), float("-inf"))
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
+
+
+def _valid_id(value) -> bool:
+    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
+
+
+def expected_replies(msg) -> int:
+    """How many reply objects JSON-RPC 2.0 prescribes for one message (NaN/Infinity: a parse error)."""
+    if _non_finite(msg):
+        return 1
+    def one(m) -> int:
+        if not isinstance(m, dict) or m.get("jsonrpc") != "2.0" or ("id" in m and not _valid_id(m["id"])):
+            return 1
+        if "method" not in m:
+            return 0 if "id" in m and ("result" in m or "error" in m) else 1  # a response: ignored
+        if not isinstance(m["method"], str) or ("params" in m and not isinstance(m["params"], (dict, list))):
+            return 1
+        return 1 if "id" in m else 0
+    if isinstance(msg, list):
+        return 1 if not msg else sum(one(m) for m in msg)
+    return one(msg)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(messages, min_size=1, max_size=6), st.sampled_from(["lines", "headers"]))
+def test_every_request_gets_exactly_one_reply(batch, framing):
+    sent: list[bytes] = []
+    proto = make_protocol(sent)
+
+    async def main():
+        proto.attach(sent.append, asyncio.get_running_loop())
+        proto.framing = framing
+        decoder = FrameDecoder(framing)
+        for msg in batch:
+            body = json.dumps(msg).encode()
+            data = body + b"\n" if framing == "lines" else b"Content-Length: %d\r\n\r\n" % len(body) + body
+            for frame in decoder.feed(data):
+                proto.receive(frame)
+        await proto.wait_idle()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    replies = []
+    for raw in sent:
+        body = raw.split(b"\r\n\r\n", 1)[1] if framing == "headers" else raw
+        value = json.loads(body)
+        replies.extend(value if isinstance(value, list) else [value])
+    assert all("result" in r or "error" in r for r in replies)
+    assert len(replies) == sum(expected_replies(m) for m in batch)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=200))
+def test_random_bytes_never_raise(data):
+    sent: list[bytes] = []
+    proto = make_protocol(sent)
+
+    async def main():
+        proto.attach(sent.append, asyncio.get_running_loop())
+        decoder = FrameDecoder()
+        for frame in decoder.feed(data) + decoder.finish():
+            proto.receive(frame)
+        await proto.wait_idle()
+
+    asyncio.run(main())
+    for raw in sent:
+        assert b"Traceback" not in raw
