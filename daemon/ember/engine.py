@@ -7,6 +7,7 @@ stay resident once, whoever asked for them.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -15,7 +16,7 @@ from typing import Any
 
 from . import __version__
 from .config import Settings
-from .errors import TaskUnavailable
+from .errors import Busy, TaskUnavailable
 from .models.registry import Registry
 from .rpc.protocol import RequestContext
 from .tasks import TASKS
@@ -78,8 +79,8 @@ class Engine:
                 # Unload on the model's own worker so it never races a forward pass.
                 try:
                     self.worker_for(lm.name).submit(self.registry.unload_idle, "unload idle")
-                except Exception:  # noqa: BLE001 - a full queue just means "not idle"
-                    pass
+                except Busy:
+                    pass  # a full queue means the model is anything but idle
                 break
         if self.loop is not None:
             self.loop.call_later(self._reap_interval(), self._reap_idle)
@@ -104,7 +105,7 @@ class Engine:
                                   f"model '{model_name}' is {kind}")
         run_ctx = RunContext(cancelled=req.cancelled)
         if getattr(params, "stream", False):
-            index = iter(range(1 << 62))
+            index = itertools.count()
             run_ctx.on_delta = lambda delta: req.notify(
                 "ember/stream", {"id": req.id, "delta": delta, "index": next(index)})
         submitted = time.monotonic()
