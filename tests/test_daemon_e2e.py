@@ -123,13 +123,14 @@ def test_sigterm_cancels_work_and_exits_cleanly(ember):
     assert d.wait_exit() == 0
 
 
-@pytest.mark.parametrize("how", ["flag", "initialize"])
+@pytest.mark.parametrize("how", ["flag", "initialize", "processId"])
 def test_exits_when_the_parent_process_dies(ember, how):
     parent = subprocess.Popen(["sleep", "300"])
     try:
         args = ["--parent-pid", str(parent.pid)] if how == "flag" else []
         d = ember("headers", args)
-        d.call("initialize", {"process_id": parent.pid if how == "initialize" else None})
+        key = "processId" if how == "processId" else "process_id"
+        d.call("initialize", {key: parent.pid if how != "flag" else None})
         assert d.proc.poll() is None
         parent.kill()
         parent.wait()

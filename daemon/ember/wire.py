@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
 class Params(BaseModel):
@@ -52,7 +52,9 @@ class GenerationOptions(Params):
 class InitializeParams(Params):
     """Optional handshake; `process_id` makes the daemon exit when that process dies."""
 
-    process_id: int | None = Field(default=None, description="the editor's pid: exit when it dies")
+    process_id: int | None = Field(
+        default=None, validation_alias=AliasChoices("process_id", "processId"),
+        description="the editor's pid: exit when it dies (`processId`, as in LSP, is accepted too)")
     client_info: dict[str, Any] | None = Field(default=None, description="free-form, for the log")
 
 
