@@ -10,7 +10,6 @@ from typing import Any
 
 from ..config import ModelSettings
 from ..errors import ModelLoadError
-from . import sources
 from .loaded import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -76,15 +75,14 @@ def load_tokenizer(folder: Path, settings: ModelSettings) -> Any:
         raise ModelLoadError(f"could not load the tokenizer from {folder}: {exc}") from exc
 
 
-def load(name: str, settings: ModelSettings, cache_dir: Path,
+def load(name: str, settings: ModelSettings, folder: Path,
          progress: Callable[..., None] | None = None) -> LoadedModel:
-    """Resolve, load and quantize a model. Raises ModelLoadError with a message for the user."""
+    """Load and quantize a model from its resolved folder. Raises ModelLoadError for the user."""
     from transformers import AutoConfig
 
     from . import quantization
 
     started = time.monotonic()
-    folder = sources.resolve(settings, cache_dir, progress)
     if progress:
         progress("load", 0.0)
     device = resolve_device(settings.device)

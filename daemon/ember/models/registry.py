@@ -133,13 +133,13 @@ class Registry:
             return lm, 0.0
         started = time.monotonic()
         ensure_imported()
-        self.folder(name)  # resolve under the per-model lock first: one download or conversion
+        folder = self.folder(name)  # resolved once, under the per-model lock: one download
         with self._locks[name]:
             lm = self.get_loaded(name)
             if lm is None:
                 report = self._reporter(name)
                 try:
-                    lm = loader.load(name, self.settings.models[name], self.cache_dir, report)
+                    lm = loader.load(name, self.settings.models[name], folder, report)
                 except ModelLoadError as exc:
                     report("error", None, message=exc.message)
                     raise
