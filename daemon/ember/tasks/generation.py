@@ -61,7 +61,7 @@ class TextAccumulator:
 
     def finish(self) -> str:
         if not self.stopped:
-            self.text = self.text.rstrip("\ufffd") if self.text.endswith("\ufffd") else self.text
+            self.text = self.text.rstrip("\ufffd")  # a character cut off by the last token
         self._emit(len(self.text))
         return self.text
 
