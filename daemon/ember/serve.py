@@ -16,11 +16,11 @@ def run_stdio(loaded: LoadedConfig, parent_pid: int | None = None) -> int:
     from .transport.stdio import StdioConnection, claim_stdout
 
     protocol_fd = claim_stdout()  # before heavy imports: nothing else may write to our stdout
-    from .engine import Engine
     from .lifecycle import on_signals, watch_parent
     from .rpc.server import build_server
+    from .service import Service
 
-    engine = Engine(loaded.settings)
+    service = Service(loaded.settings)
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
@@ -37,12 +37,12 @@ def run_stdio(loaded: LoadedConfig, parent_pid: int | None = None) -> int:
                 watching.add(params.process_id)
                 watch_parent(loop, params.process_id, lambda: finish(0))
 
-        server = build_server(engine, on_initialize)
+        server = build_server(service, on_initialize)
         protocol = server.protocol
         protocol.on_exit = finish
-        protocol.on_request = lambda _method: setattr(engine, "requests_served", engine.requests_served + 1)
-        engine.connections.add(protocol)
-        engine.start(loop)
+        protocol.on_request = lambda _method: setattr(service, "requests_served", service.requests_served + 1)
+        service.connections.add(protocol)
+        service.start(loop)
         if parent_pid:
             watching.add(parent_pid)
             watch_parent(loop, parent_pid, lambda: finish(0))
@@ -66,7 +66,7 @@ def run_stdio(loaded: LoadedConfig, parent_pid: int | None = None) -> int:
         return code
 
     code = asyncio.run(main())
-    engine.stop()
+    service.stop()
     logging.shutdown()
     sys.stderr.flush()
     # Worker threads may be inside torch; a hard exit cannot hang on them.

@@ -70,6 +70,10 @@ def ensure_converted(gguf_path: Path, cache_root: Path, progress: Progress | Non
         return target
 
     from safetensors.torch import save_file
+
+    from .ml import ensure_imported
+
+    ensure_imported()  # the worker may be importing transformers at this moment
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if progress:

@@ -1,4 +1,4 @@
-"""Thin method handlers: validate params against wire.py, then hand off to the engine or a task.
+"""Thin method handlers: validate params against wire.py, then hand off to the service or a task.
 
 No ML code here; every handler is async so the event loop stays free.
 """
@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import PROTOCOL_VERSION, __version__
-from ..engine import Engine
 from ..errors import InvalidParams
+from ..service import Service
 from ..tasks import TASKS
 from ..tasks.tokenize import detokenize, tokenize
 from ..wire import METHODS, DetokenizeParams, InitializeParams, ModelParams, TokenizeParams
@@ -60,19 +60,19 @@ def _error_list(exc: ValidationError) -> list[dict[str, str]]:
     return [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
 
 
-def build_handlers(engine: Engine, on_initialize: Callable[[InitializeParams], None]) -> dict[str, Handler]:
+def build_handlers(service: Service, on_initialize: Callable[[InitializeParams], None]) -> dict[str, Handler]:
     """Method name -> async handler taking the raw params."""
 
     async def initialize(p: InitializeParams, req: RequestContext) -> dict[str, Any]:
         on_initialize(p)
-        engine.initialized.add(req.protocol)
+        service.initialized.add(req.protocol)
         return {
             "server": {"name": "ember", "version": __version__},
             "protocol_version": PROTOCOL_VERSION,
             "methods": sorted(METHODS),
             "tasks": sorted(TASKS) + ["tokenize"],
-            "models": engine.registry.describe_all(),
-            "device": engine.device,  # null for the first second or so, while torch loads
+            "models": service.registry.describe_all(),
+            "device": service.device,  # null for the first second or so, while torch loads
             "pid": os.getpid(),
         }
 
@@ -81,35 +81,35 @@ def build_handlers(engine: Engine, on_initialize: Callable[[InitializeParams], N
         return None
 
     async def tokenize_(p: TokenizeParams, req: RequestContext) -> dict[str, Any]:
-        name, tok = await engine.tokenizer("tokenize", p.model, text_only=p.messages is None)
-        return await engine.on_side(tokenize, p, tok, name)
+        name, tok = await service.tokenizer("tokenize", p.model, text_only=p.messages is None)
+        return await service.on_side(tokenize, p, tok, name)
 
     async def detokenize_(p: DetokenizeParams, req: RequestContext) -> dict[str, Any]:
-        name, tok = await engine.tokenizer("tokenize", p.model, text_only=True)
-        return await engine.on_side(detokenize, p, tok, name)
+        name, tok = await service.tokenizer("tokenize", p.model, text_only=True)
+        return await service.on_side(detokenize, p, tok, name)
 
     async def status(_: None, req: RequestContext) -> dict[str, Any]:
-        return engine.status()
+        return service.status()
 
     async def models_list(_: None, req: RequestContext) -> dict[str, Any]:
-        return {"models": engine.registry.describe_all()}
+        return {"models": service.registry.describe_all()}
 
     async def models_load(p: ModelParams, req: RequestContext) -> dict[str, Any]:
-        engine.registry.check_name(p.model)
-        worker = engine.worker_for(p.model)
-        lm, _ = await asyncio.wrap_future(worker.submit(lambda: engine.registry.acquire(p.model),
+        service.registry.check_name(p.model)
+        worker = service.worker_for(p.model)
+        lm, _ = await asyncio.wrap_future(worker.submit(lambda: service.registry.acquire(p.model),
                                                         f"load {p.model}"))
         return {"model": lm.describe()}
 
     async def models_unload(p: ModelParams, req: RequestContext) -> dict[str, Any]:
-        engine.registry.check_name(p.model)
-        done = await asyncio.wrap_future(engine.worker_for(p.model).submit(
-            lambda: engine.registry.unload(p.model), f"unload {p.model}"))
+        service.registry.check_name(p.model)
+        done = await asyncio.wrap_future(service.worker_for(p.model).submit(
+            lambda: service.registry.unload(p.model), f"unload {p.model}"))
         return {"unloaded": done}
 
     def task(name: str) -> Callable[[Any, RequestContext], Awaitable[Any]]:
         async def run(p: Any, req: RequestContext) -> Any:
-            return await engine.run_task(name, p, req)
+            return await service.run_task(name, p, req)
 
         return run
 

@@ -7,15 +7,15 @@ from collections.abc import Callable
 from pygls.protocol import default_converter
 from pygls.server import JsonRPCServer
 
-from ..engine import Engine
+from ..service import Service
 from ..wire import InitializeParams
 from .handlers import build_handlers
 from .protocol import EmberProtocol
 
 
-def build_server(engine: Engine, on_initialize: Callable[[InitializeParams], None]) -> JsonRPCServer:
+def build_server(service: Service, on_initialize: Callable[[InitializeParams], None]) -> JsonRPCServer:
     server = JsonRPCServer(EmberProtocol, default_converter)
-    for method, handler in build_handlers(engine, on_initialize).items():
+    for method, handler in build_handlers(service, on_initialize).items():
         server.feature(method)(handler)
     return server
 

@@ -1,4 +1,4 @@
-"""Find, start and stop the shared daemon from a client process. Light: no engine, no pygls."""
+"""Find, start and stop the shared daemon from a client process. Light: no service, no pygls."""
 
 from __future__ import annotations
 

@@ -66,13 +66,13 @@ def _peer(sock: socket.socket | None) -> tuple[int, int] | None:
 
 class SharedDaemon:
     def __init__(self, loaded: LoadedConfig, paths: SharedPaths):
-        from ..engine import Engine
         from ..rpc.server import build_server
+        from ..service import Service
 
         self.settings = loaded.settings
         self.paths = paths
-        self.engine = Engine(self.settings)
-        self.server = build_server(self.engine, self._on_initialize)
+        self.service = Service(self.settings)
+        self.server = build_server(self.service, self._on_initialize)
         self.connections: dict[Any, Connection] = {}  # protocol -> connection
         self._numbers = itertools.count(1)
         self._idle_since: float | None = time.monotonic()
@@ -118,7 +118,7 @@ class SharedDaemon:
 
         loop = asyncio.get_running_loop()
         self._finished = loop.create_future()
-        self.engine.start(loop)
+        self.service.start(loop)
         listener = await asyncio.start_unix_server(self._on_client, sock=sock)
         on_signals(loop, self._on_signal)
         log.info("Shared daemon %d listening on %s (idle timeout %ss)", os.getpid(), self.paths.socket,
@@ -153,14 +153,14 @@ class SharedDaemon:
 
     def _busy(self) -> bool:
         return bool(self.connections) or any(
-            w.queue_depth or w.running is not None for w in self.engine.workers)
+            w.queue_depth or w.running is not None for w in self.service.workers)
 
     def _schedule_idle_check(self) -> None:
         timeout = self.settings.shared.idle_timeout_s
         if timeout <= 0:
             return  # never exit on idle
-        assert self.engine.loop is not None
-        self.engine.loop.call_later(max(0.1, min(5.0, timeout / 4)), self._idle_check)
+        assert self.service.loop is not None
+        self.service.loop.call_later(max(0.1, min(5.0, timeout / 4)), self._idle_check)
 
     def _idle_check(self) -> None:
         now = time.monotonic()
@@ -200,7 +200,7 @@ class SharedDaemon:
                 pass
 
     def _count_request(self, _method: str) -> None:
-        self.engine.requests_served += 1
+        self.service.requests_served += 1
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from ..rpc.server import new_connection
@@ -217,7 +217,7 @@ class SharedDaemon:
         protocol.on_request = self._count_request
         protocol.on_exit = lambda _code: setattr(conn, "exiting", True)
         self.connections[protocol] = conn
-        self.engine.connections.add(protocol)
+        self.service.connections.add(protocol)
         self._idle_since = None
         log.info("%s connected (%d connected)", conn, len(self.connections))
         decoder = FrameDecoder("headers")
@@ -249,8 +249,8 @@ class SharedDaemon:
             except TimeoutError:
                 pass
         self.connections.pop(protocol, None)
-        self.engine.connections.discard(protocol)
-        self.engine.initialized.discard(protocol)
+        self.service.connections.discard(protocol)
+        self.service.initialized.discard(protocol)
         conn.closed.set()
         conn.writer.close()
         try:
@@ -277,7 +277,7 @@ def run_shared(loaded: LoadedConfig) -> int:
     daemon = SharedDaemon(loaded, paths)
     sock = daemon.bind()
     code = asyncio.run(daemon.serve(sock))
-    daemon.engine.stop()
+    daemon.service.stop()
     log.info("Shared daemon %d exiting", os.getpid())
     logging.shutdown()
     sys.stderr.flush()

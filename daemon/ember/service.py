@@ -1,4 +1,4 @@
-"""The engine: settings, model registry and workers behind one small API for the handlers.
+"""The service: settings, model registry and workers behind one small API for the handlers.
 
 It is shared by every connection (one for `ember serve`, many for the shared daemon), so all models
 stay resident once, whoever asked for them.
@@ -26,7 +26,7 @@ from .worker import Worker
 log = logging.getLogger(__name__)
 
 
-class Engine:
+class Service:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.started = time.time()
