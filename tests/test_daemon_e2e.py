@@ -75,6 +75,28 @@ def test_cancelling_a_queued_request_answers_it_before_the_running_one(ember):
     assert d.reply(running)["error"]["code"] == -32800
 
 
+def test_supersede_cancels_the_older_request_with_the_same_key_running_or_queued(ember):
+    d = ember("lines")
+    key = {"supersede": "file:///a.py"}
+    running = d.start_request("complete", {**LONG, **key})
+    first_delta(d, running)
+    queued = d.start_request("complete", {**LONG, **key})
+    other_key = d.start_request("complete", {"prompt": "Hi", "max_tokens": 2, "supersede": "file:///b.py"})
+    # The newest for a.py replaces the queued one, which replaced the running one.
+    newest = d.start_request("complete", {"prompt": "Hello", "max_tokens": 3, **key})
+    assert d.reply(running)["error"]["code"] == -32800
+    assert d.reply(queued)["error"]["code"] == -32800
+    assert "text" in d.reply(other_key)["result"]
+    assert d.reply(newest)["result"]["finish_reason"] in ("stop", "length")
+
+
+def test_supersede_needs_a_non_empty_key(ember):
+    d = ember("lines")
+    reply = d.request("complete", {"prompt": "Hi", "supersede": ""})
+    assert reply["error"]["code"] == -32602
+    assert "supersede" in reply["error"]["message"]
+
+
 def test_busy_when_the_queue_is_full(ember):
     d = ember("lines", ["--set", "daemon.max_queue=1"])
     running = d.start_request("complete", LONG)

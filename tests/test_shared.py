@@ -318,6 +318,19 @@ def test_clients_share_one_loaded_model_and_get_only_their_own_replies(shared):
 
 
 @pytest.mark.model
+def test_supersede_is_per_client(shared):
+    a, b = shared.connect("lines"), shared.connect("lines")
+    key = "file:///same/uri.py"
+    a.send({"jsonrpc": "2.0", "id": 1, "method": "complete",
+            "params": {"prompt": "1, 2, 3,", "max_tokens": 6, "supersede": key}})
+    b.send({"jsonrpc": "2.0", "id": 2, "method": "complete",
+            "params": {"prompt": "1, 2, 3,", "max_tokens": 6, "supersede": key}})
+    # Another client's key of the same name supersedes nothing: both are answered.
+    assert "text" in a.reply(1)["result"]
+    assert "text" in b.reply(2)["result"]
+
+
+@pytest.mark.model
 def test_model_results_in_plain_json_and_stream_form(shared):
     labels = ["--param", 'labels=["good","bad"]']
     as_json = shared.ember("call", "classify", "--text", "great", *labels, "--json")

@@ -98,6 +98,10 @@ class CompleteParams(GenerationOptions):
     messages: list[Message] | None = Field(default=None, description="chat messages to answer")
     prefix: str | None = Field(default=None, description="text before the cursor (fill in the middle)")
     suffix: str | None = Field(default=None, description="text after the cursor (fill in the middle)")
+    supersede: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        default=None, description=(
+            "a key such as the document URI: a later `complete` from this client with the same key "
+            "cancels this one (it gets -32800), queued or running"))
 
 
 class SummarizeParams(GenerationOptions):

@@ -109,6 +109,8 @@ def build_handlers(service: Service, on_initialize: Callable[[InitializeParams],
 
     def task(name: str) -> Callable[[Any, RequestContext], Awaitable[Any]]:
         async def run(p: Any, req: RequestContext) -> Any:
+            if getattr(p, "supersede", None):
+                req.protocol.supersede(p.supersede, req)
             return await service.run_task(name, p, req)
 
         return run

@@ -57,6 +57,8 @@ class RequestContext:
     method: str
     cancelled: threading.Event = field(default_factory=threading.Event)
     batch: Batch | None = None
+    key: int = 0  # the protocol's own handle for this request (client ids may repeat)
+    supersede: str | None = None  # the supersede key this request holds, if any
 
     def notify(self, method: str, params: Any) -> None:
         """Send a notification to this request's client; safe from any thread."""
@@ -92,6 +94,7 @@ class EmberProtocol(JsonRPCProtocol):
         self._loop_thread: int | None = None
         self._keys = itertools.count(1)
         self._inflight: dict[int, RequestContext] = {}
+        self._superseding: dict[str, int] = {}  # supersede key -> the request that holds it
         self._idle: asyncio.Event | None = None
         self.shutdown_requested = False
         self.on_exit: Callable[[int], None] | None = None
@@ -118,11 +121,8 @@ class EmberProtocol(JsonRPCProtocol):
 
     def cancel_all(self) -> None:
         """The client went away: cancel everything it asked for."""
-        for key, req in list(self._inflight.items()):
-            req.cancelled.set()
-            future = self._request_futures.get(key)
-            if future is not None:
-                future.cancel()
+        for key in list(self._inflight):
+            self._cancel_key(key)
 
     # -- inbound -------------------------------------------------------------------------------
 
@@ -169,7 +169,7 @@ class EmberProtocol(JsonRPCProtocol):
             self._answer_now(msg["id"], batch, error=ShuttingDown("the daemon is shutting down"))
             return
         key = next(self._keys)
-        req = RequestContext(protocol=self, id=msg["id"], method=method, batch=batch)
+        req = RequestContext(protocol=self, id=msg["id"], method=method, batch=batch, key=key)
         self._inflight[key] = req
         assert self._idle is not None
         self._idle.clear()
@@ -209,10 +209,25 @@ class EmberProtocol(JsonRPCProtocol):
         for key, req in list(self._inflight.items()):
             if _same_id(req.id, params["id"]):
                 log.info("Cancelling request %r (%s)", req.id, req.method)
-                req.cancelled.set()
-                future = self._request_futures.get(key)
-                if future is not None:
-                    future.cancel()
+                self._cancel_key(key)
+
+    def _cancel_key(self, key: int) -> None:
+        req = self._inflight.get(key)
+        if req is None:
+            return
+        req.cancelled.set()
+        future = self._request_futures.get(key)
+        if future is not None:
+            future.cancel()
+
+    def supersede(self, name: str, req: RequestContext) -> None:
+        """Make `req` the holder of `name`, cancelling the request of this client that held it."""
+        older = self._superseding.get(name)
+        self._superseding[name] = req.key
+        req.supersede = name
+        if older is not None and older != req.key and older in self._inflight:
+            log.info("Request %r supersedes %r (%s)", req.id, self._inflight[older].id, name)
+            self._cancel_key(older)
 
     def _start_request(self, key: int, req: RequestContext, params: Any) -> None:
         try:
@@ -253,6 +268,8 @@ class EmberProtocol(JsonRPCProtocol):
         req = self._inflight.pop(key, None)
         if req is None:
             return
+        if req.supersede is not None and self._superseding.get(req.supersede) == key:
+            del self._superseding[req.supersede]
         try:
             self._answer_now(req.id, req.batch, result=result, error=error)
         finally:
