@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ember.tasks.generation import TextAccumulator
+from ember.engines.text import TextAccumulator
 from ember.tasks.summarize import split_text
 from ember.tasks.translate import split_blocks
 

@@ -23,7 +23,8 @@ MODEL_KINDS = (
     "zero-shot-classification",
     "token-classification",
 )
-QUANTIZATIONS = ("auto", "none", "bnb-8bit", "bnb-4bit", "int8-dynamic")
+QUANTIZATIONS = ("auto", "none", "int4", "int8", "bnb-8bit", "bnb-4bit", "int8-dynamic")
+ENGINES = ("auto", "transformers", "onnxruntime")
 
 
 class ConfigError(Exception):
@@ -65,7 +66,14 @@ class ModelSettings(Section):
     revision: str | None = Field(default=None, description="hub revision (branch, tag or commit)")
     kind: Literal[MODEL_KINDS] = "causal-lm"  # type: ignore[valid-type]
     gguf_file: str | None = Field(default=None, description="GGUF file name inside a hub repo or folder")
-    quantization: Literal[QUANTIZATIONS] = "auto"  # type: ignore[valid-type]
+    engine: Literal[ENGINES] = Field(default="auto", description=(  # type: ignore[valid-type]
+        "what runs a causal LM: onnxruntime (fast on CPU), transformers (any device, bitsandbytes), "
+        "or auto (onnxruntime on CPU, transformers elsewhere)"))
+    quantization: Literal[QUANTIZATIONS] = Field(default="auto", description=(  # type: ignore[valid-type]
+        "auto picks the fastest choice that is accurate (docs/quantization.md); int4/int8/none for "
+        "onnxruntime; none/bnb-4bit/bnb-8bit/int8-dynamic for transformers"))
+    prefix_cache_mb: int = Field(default=256, ge=0, description=(
+        "KV state of recent prompts kept for reuse (causal LMs; 0: no reuse)"))
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False

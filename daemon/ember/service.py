@@ -38,7 +38,7 @@ class Service:
         # Tokenizer work and tokenizer loads: off the event loop, never behind a generation.
         self.side_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ember-side")
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.device: str | None = None  # what `auto` resolves to, once the worker has torch
+        self.device: str | None = None  # what `auto` resolves to, once the worker has looked
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -177,14 +177,6 @@ class Service:
 
     def _on_worker_ready(self) -> None:
         if self.device is None:
-            self.device = self.detect_device()
+            from .models.devices import detect
 
-    @staticmethod
-    def detect_device() -> str:
-        """What `auto` resolves to. Imports torch, so call it off the event loop."""
-        import torch
-
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        return "mps" if mps is not None and mps.is_available() else "cpu"
+            self.device = detect()

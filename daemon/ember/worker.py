@@ -90,14 +90,10 @@ class Worker:
                 job.future.set_result(result)
 
     def _configure_torch(self) -> None:
+        # torch itself is imported by the first model that needs it (the onnxruntime engine does
+        # not); here the worker only learns what `auto` means on this machine.
         try:
-            from .models.ml import ensure_imported
-
-            ensure_imported()
-            import torch
-
-            torch.set_num_threads(self.threads)
             if self._on_ready:
                 self._on_ready()
         except Exception:  # noqa: BLE001
-            log.exception("Could not import torch or set its threads")
+            log.exception("Could not detect the device")

@@ -15,19 +15,24 @@ class LoadedModel:
     name: str
     settings: ModelSettings
     kind: str  # one of config.MODEL_KINDS
-    model: Any  # a transformers PreTrainedModel (or None for a tokenizer-only entry)
-    tokenizer: Any  # a transformers tokenizer
+    model: Any  # a transformers PreTrainedModel, or None when another engine runs the model
+    tokenizer: Any  # a transformers tokenizer: the model's own, whatever the engine
     device: str  # "cpu", "cuda:0", ...
     dtype: str
-    quantization: str  # what was applied, e.g. "bnb-4bit" or "none"
+    quantization: str  # what was applied, e.g. "bnb-4bit", "none", "int4 (the GGUF's own blocks...)"
     quantization_note: str | None  # why the requested quantization was not applied, if it was not
     context_length: int
     memory_bytes: int
     load_seconds: float
     source_path: str
+    engine: Any = None  # engines.base.LocalEngine for generative kinds (causal-lm, seq2seq)
+    engine_note: str | None = None  # why the engine is not the one asked for (auto or explicit)
+    prefix_cache: Any = None  # engines.prefix_cache.PrefixCache for causal LMs
+    eos_ids: tuple[int, ...] = ()
+    decoder_start_id: int | None = None  # seq2seq
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
-    # One forward pass at a time per model: generate() is not re-entrant.
+    # One forward pass at a time per model: sequences and generate() are not re-entrant.
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def touch(self) -> None:
@@ -39,12 +44,15 @@ class LoadedModel:
             "kind": self.kind,
             "source": self.settings.source,
             "path": self.source_path,
+            "engine": self.engine.name if self.engine is not None else "transformers",
+            "engine_note": self.engine_note,
             "device": self.device,
             "dtype": self.dtype,
             "quantization": self.quantization,
             "quantization_note": self.quantization_note,
             "context_length": self.context_length,
             "memory_bytes": self.memory_bytes,
+            "prefix_cache": self.prefix_cache.describe() if self.prefix_cache is not None else None,
             "load_seconds": round(self.load_seconds, 3),
             "loaded_at": self.loaded_at,
             "idle_s": round(time.monotonic() - self.last_used, 1),

@@ -1,30 +1,47 @@
-"""Load one configured model (tokenizer and weights) onto its device, with its quantization."""
+"""Load one configured model (tokenizer, weights, engine) onto its device.
+
+Causal LMs run on an engine: onnxruntime on a CPU (converted once, several times faster), or
+transformers (any device, bitsandbytes on CUDA); `engine = "auto"` picks the first where it can run.
+If the chosen engine cannot take the model, it falls back to transformers and says why
+(`engine_note`, shown in daemon/status). Other kinds load with transformers.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import ModelSettings
 from ..errors import ModelLoadError
+from . import devices
 from .loaded import LoadedModel
+from .ml import ensure_imported, fast_tokenizer_class, set_torch_threads
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONTEXT = 2048
+# Tokenizer classes that are transformers' generic fast tokenizer: loaded without torch.
+GENERIC_TOKENIZERS = {None, "PreTrainedTokenizerFast", "TokenizersBackend"}
+# quantization values that the onnxruntime engine takes, and what they mean there
+ONNX_PRECISIONS = {"auto": None, "int4": "int4", "int8": "int8", "none": "float32"}
+
+Progress = Callable[..., None]
 
 
-def resolve_device(requested: str) -> str:
-    import torch
+@dataclass(frozen=True)
+class LoadContext:
+    cache_dir: Path
+    threads: int
+    progress: Progress | None = None
 
-    if requested == "auto":
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"device '{requested}' was requested but CUDA is not available")
-    return "cuda:0" if requested == "cuda" else requested
+    def report(self, phase: str, percent: float | None, **kw: Any) -> None:
+        if self.progress:
+            self.progress(phase, percent, **kw)
 
 
 def _model_class(kind: str) -> Any:
@@ -53,11 +70,26 @@ def _check_weights(folder: Path, settings: ModelSettings) -> None:
     raise ModelLoadError(f"no model weights (*.safetensors) in {folder}")
 
 
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _config_json(folder: Path) -> dict[str, Any]:
+    config = _read_json(folder / "config.json")
+    if not config:
+        raise ModelLoadError(f"could not read the model config in {folder} (config.json)")
+    return config
+
+
 def context_length(config: Any, tokenizer: Any, override: int | None) -> int:
+    """From a config object or its config.json dict."""
     if override:
         return override
     for attr in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
-        value = getattr(config, attr, None)
+        value = config.get(attr) if isinstance(config, dict) else getattr(config, attr, None)
         if isinstance(value, int) and value > 0:
             return value
     limit = getattr(tokenizer, "model_max_length", None)
@@ -66,26 +98,145 @@ def context_length(config: Any, tokenizer: Any, override: int | None) -> int:
     return DEFAULT_CONTEXT
 
 
-def load_tokenizer(folder: Path, settings: ModelSettings) -> Any:
-    from transformers import AutoTokenizer
+def _ids(value: Any) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    return tuple(int(v) for v in (value if isinstance(value, list) else [value]))
 
+
+def eos_ids(folder: Path, tokenizer: Any) -> tuple[int, ...]:
+    """The tokens that end a generation: generation_config.json's, else config.json's, else the
+    tokenizer's."""
+    for source in (_read_json(folder / "generation_config.json"), _read_json(folder / "config.json")):
+        found = _ids(source.get("eos_token_id"))
+        if found:
+            return found
+    return _ids(getattr(tokenizer, "eos_token_id", None))
+
+
+def load_tokenizer(folder: Path, settings: ModelSettings) -> Any:
+    kind = _read_json(folder / "tokenizer_config.json").get("tokenizer_class")
     try:
+        if (folder / "tokenizer.json").is_file() and kind in GENERIC_TOKENIZERS \
+                and not settings.trust_remote_code:
+            return fast_tokenizer_class().from_pretrained(folder)
+        ensure_imported()
+        from transformers import AutoTokenizer
+
         return AutoTokenizer.from_pretrained(folder, trust_remote_code=settings.trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - transformers raises many types here
         raise ModelLoadError(f"could not load the tokenizer from {folder}: {exc}") from exc
 
 
-def load(name: str, settings: ModelSettings, folder: Path,
-         progress: Callable[..., None] | None = None) -> LoadedModel:
-    """Load and quantize a model from its resolved folder. Raises ModelLoadError for the user."""
-    from transformers import AutoConfig
+# -- engine choice ---------------------------------------------------------------------------
 
+
+def onnxruntime_problem(settings: ModelSettings, device: str) -> str | None:
+    """Why the onnxruntime engine cannot run this model here, or None."""
+    if settings.kind != "causal-lm":
+        return f"it runs causal LMs only (this model is {settings.kind})"
+    if device != "cpu":
+        return f"Ember runs it on the CPU only (this model is on {device})"
+    if settings.quantization not in ONNX_PRECISIONS:
+        return f"quantization {settings.quantization} is a transformers method"
+    if settings.trust_remote_code:
+        return "models with remote code are not converted"
+    try:
+        import onnxruntime_genai  # noqa: F401
+    except Exception as exc:  # noqa: BLE001 - ImportError, or its native library failing
+        return f"onnxruntime-genai is not importable ({exc})"
+    return None
+
+
+def load(name: str, settings: ModelSettings, folder: Path, ctx: LoadContext) -> LoadedModel:
+    """Load a model from its resolved folder. Raises ModelLoadError for the user."""
+    started = time.monotonic()
+    device = devices.resolve(settings.device)
+    note = None
+    if settings.kind == "causal-lm" and settings.engine != "transformers":
+        problem = onnxruntime_problem(settings, device)
+        failure = None
+        if problem is None:
+            try:
+                return _load_onnxruntime(name, settings, folder, ctx, started)
+            except ModelLoadError as exc:
+                failure = exc.message
+        if failure or settings.engine == "onnxruntime":
+            note = f"onnxruntime engine not used: {failure or problem}; running on transformers"
+            log.warning("Model %s: %s", name, note)
+    return _load_transformers(name, settings, folder, device, ctx, started, note)
+
+
+def _onnx_precision(settings: ModelSettings, folder: Path) -> tuple[str, bool]:
+    """(precision, whether int4 must be the exact GGUF mapping) for the onnxruntime engine."""
+    from .onnx_convert import exact_int4_possible
+
+    requested = ONNX_PRECISIONS[settings.quantization]
+    if requested is not None:
+        return requested, False
+    # auto: the fastest choice that keeps perplexity within a few percent (docs/quantization.md):
+    # int4 only where it copies a GGUF's blocks exactly; round-to-nearest int4 is far off.
+    if exact_int4_possible(folder) is None:
+        return "int4", True
+    return "int8", False
+
+
+def _load_onnxruntime(name: str, settings: ModelSettings, folder: Path, ctx: LoadContext,
+                      started: float) -> LoadedModel:
+    from ..engines.onnx_engine import OnnxRuntimeEngine
+    from ..engines.prefix_cache import PrefixCache
+    from . import onnx_convert
+
+    config = _config_json(folder)
+    precision, exact = _onnx_precision(settings, folder)
+    note = None
+
+    def convert(precision: str, exact: bool) -> onnx_convert.Converted:
+        return onnx_convert.ensure(folder, precision, ctx.cache_dir, ctx.report, require_exact=exact)
+
+    try:
+        try:
+            converted = convert(precision, exact)
+        except onnx_convert.NotExact as exc:
+            note = f"int4 cannot copy this GGUF's blocks exactly ({exc}): int8"
+            log.warning("Model %s: %s", name, note)
+            converted = convert("int8", False)
+        ctx.report("load", 60.0)
+        try:
+            engine = OnnxRuntimeEngine(converted.folder, ctx.threads, converted.kv_bytes_per_token)
+        except Exception as exc:  # noqa: BLE001 - a damaged entry: convert it once more
+            log.warning("Converted model %s would not load (%s): converting again", converted.folder, exc)
+            onnx_convert.discard(converted.folder)
+            converted = convert(converted.precision, False)
+            engine = OnnxRuntimeEngine(converted.folder, ctx.threads, converted.kv_bytes_per_token)
+    except onnx_convert.ConversionError as exc:
+        raise ModelLoadError(f"could not convert model '{name}' for onnxruntime: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001
+        log.exception("onnxruntime could not load %s", name)
+        raise ModelLoadError(f"could not load model '{name}' on onnxruntime: {exc}") from exc
+    tokenizer = load_tokenizer(folder, settings)
+    loaded = LoadedModel(
+        name=name, settings=settings, kind=settings.kind, model=None, tokenizer=tokenizer,
+        device="cpu", dtype="float32", quantization=converted.method, quantization_note=note,
+        context_length=min(engine.context_length, context_length(config, tokenizer, settings.context_length)),
+        memory_bytes=engine.weight_bytes(), load_seconds=time.monotonic() - started,
+        source_path=str(folder), engine=engine,
+        prefix_cache=PrefixCache(engine, settings.prefix_cache_mb << 20),
+        eos_ids=eos_ids(folder, tokenizer),
+    )
+    log.info("Loaded %s on onnxruntime (%s) in %.2fs", name, converted.method, loaded.load_seconds)
+    return loaded
+
+
+def _load_transformers(name: str, settings: ModelSettings, folder: Path, device: str, ctx: LoadContext,
+                       started: float, engine_note: str | None) -> LoadedModel:
     from . import quantization
 
-    started = time.monotonic()
-    if progress:
-        progress("load", 0.0)
-    device = resolve_device(settings.device)
+    ensure_imported()
+    set_torch_threads(ctx.threads)
+    from transformers import AutoConfig
+
+    ctx.report("load", 0.0)
     try:
         config = AutoConfig.from_pretrained(folder, trust_remote_code=settings.trust_remote_code)
     except Exception as exc:  # noqa: BLE001
@@ -95,8 +246,7 @@ def load(name: str, settings: ModelSettings, folder: Path,
     plan = quantization.plan(settings, device, config)
     if plan.note:
         log.warning("Model %s: %s", name, plan.note)
-    if progress:
-        progress("load", 30.0)
+    ctx.report("load", 30.0)
     try:
         model = _model_class(settings.kind).from_pretrained(
             folder,
@@ -107,13 +257,28 @@ def load(name: str, settings: ModelSettings, folder: Path,
     except Exception as exc:  # noqa: BLE001
         log.exception("Loading %s failed", name)
         raise ModelLoadError(f"could not load model '{name}' from {folder}: {exc}") from exc
-    if progress:
-        progress("quantize", 80.0)
+    ctx.report("quantize", 80.0)
     model = quantization.finish(model, plan)
     if "device_map" not in plan.from_pretrained_kwargs and plan.applied not in ("bnb-8bit", "bnb-4bit"):
         model.to(device)
     model.eval()
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+    length = context_length(config, tokenizer, settings.context_length)
+    engine = prefix_cache = None
+    eos: tuple[int, ...] = ()
+    start_id = None
+    if settings.kind in ("causal-lm", "seq2seq"):
+        from ..engines.prefix_cache import PrefixCache
+        from ..engines.torch_engine import TransformersEngine
+
+        engine = TransformersEngine(model, device, length)
+        eos = _ids(model.generation_config.eos_token_id) or eos_ids(folder, tokenizer)
+        if settings.kind == "causal-lm":
+            prefix_cache = PrefixCache(engine, settings.prefix_cache_mb << 20)
+        else:
+            start_id = getattr(model.generation_config, "decoder_start_token_id", None)
+            if start_id is None:
+                start_id = getattr(model.config, "decoder_start_token_id", None)
     loaded = LoadedModel(
         name=name,
         settings=settings,
@@ -124,10 +289,15 @@ def load(name: str, settings: ModelSettings, folder: Path,
         dtype=dtype,
         quantization=plan.applied,
         quantization_note=plan.note,
-        context_length=context_length(config, tokenizer, settings.context_length),
+        context_length=length,
         memory_bytes=quantization.weight_bytes(model),
         load_seconds=time.monotonic() - started,
         source_path=str(folder),
+        engine=engine,
+        engine_note=engine_note,
+        prefix_cache=prefix_cache,
+        eos_ids=eos,
+        decoder_start_id=start_id,
     )
     log.info("Loaded %s (%s, %s, %s) in %.2fs", name, device, dtype, plan.applied, loaded.load_seconds)
     return loaded

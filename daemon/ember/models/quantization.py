@@ -185,6 +185,8 @@ def plan(settings: ModelSettings, device: str, config) -> QuantPlan:
         kwargs: dict[str, Any] = {} if kind == "cpu" else {"device_map": {"": device}}
         return QuantPlan(requested, f"checkpoint ({method})", note, kwargs)
 
+    if requested in ("int4", "int8"):  # the onnxruntime engine's names; bitsandbytes here
+        requested = "bnb-4bit" if requested == "int4" else "bnb-8bit"
     if requested == "auto":
         # On CUDA only a missing bitsandbytes stops 4-bit, and then 8-bit cannot apply either.
         chain = tuple(dict.fromkeys((AUTO_ON_CUDA if kind == "cuda" else AUTO_ON_CPU, "none")))
@@ -220,7 +222,7 @@ def _quiet_bnb_int8() -> None:
         logger.addFilter(_DropInt8CastNotice())
 
 
-def _return_freed_heap() -> None:
+def return_freed_heap() -> None:
     """Quantizing frees the float weights it read, but glibc keeps freed heap for reuse: on SmolLM2
     this gave 330 of 430 MB of anonymous RSS back after bnb-4bit, 40 MB after bnb-8bit."""
     if not sys.platform.startswith("linux"):
@@ -239,7 +241,7 @@ def finish(model, plan: QuantPlan):
     if plan.applied == "int8-dynamic":
         model = _quantize_dynamic(model)
     if plan.applied != "none":
-        _return_freed_heap()
+        return_freed_heap()
     return model
 
 

@@ -18,8 +18,8 @@ from typing import Any
 from ..config import Settings
 from ..errors import InvalidParams, ModelLoadError
 from . import loader, sources
+from .cache import remove_stale_work
 from .loaded import LoadedModel
-from .ml import ensure_imported
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class Registry:
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in settings.models}
         self._guard = threading.Lock()
         self.loads = 0  # how many model loads this daemon has done
+        remove_stale_work(self.cache_dir)  # conversions that a killed daemon left half-written
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -91,7 +92,6 @@ class Registry:
         with self._guard:
             if name in self._tokenizers:
                 return self._tokenizers[name]
-        ensure_imported()
         folder = self.folder(name)
         with self._locks[name]:  # one tokenizer load per model, however many ask at once
             with self._guard:
@@ -132,14 +132,14 @@ class Registry:
             lm.touch()
             return lm, 0.0
         started = time.monotonic()
-        ensure_imported()
         folder = self.folder(name)  # resolved once, under the per-model lock: one download
         with self._locks[name]:
             lm = self.get_loaded(name)
             if lm is None:
                 report = self._reporter(name)
+                ctx = loader.LoadContext(self.cache_dir, self.settings.daemon.threads, report)
                 try:
-                    lm = loader.load(name, self.settings.models[name], folder, report)
+                    lm = loader.load(name, self.settings.models[name], folder, ctx)
                 except ModelLoadError as exc:
                     report("error", None, message=exc.message)
                     raise
@@ -163,7 +163,11 @@ class Registry:
         if lm is None:
             return False
         with lm.lock:  # wait for a forward pass in progress
-            lm.model = None
+            if lm.prefix_cache is not None:
+                lm.prefix_cache.clear()
+            if lm.engine is not None:
+                lm.engine.close()
+            lm.model = lm.engine = lm.prefix_cache = None
         del lm
         _free_memory()
         log.info("Unloaded %s", name)
@@ -215,7 +219,7 @@ class Registry:
 
 _PHASE_TEXT = {
     "download": "downloading model files",
-    "convert": "converting GGUF to safetensors (once)",
+    "convert": "converting the model (once)",
     "load": "loading weights",
     "quantize": "quantizing",
     "ready": "model ready",
@@ -223,11 +227,12 @@ _PHASE_TEXT = {
 
 
 def _free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
+    import sys
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except Exception:  # noqa: BLE001
-        pass
+    gc.collect()
+    torch = sys.modules.get("torch")  # never import it just to free memory
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    from .quantization import return_freed_heap
+
+    return_freed_heap()

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from ..engines.decode import loglikelihoods
 from ..errors import InputTooLong, InvalidParams, TaskUnavailable
 from ..models.loaded import LoadedModel
 from ..wire import ClassifyParams
@@ -193,60 +194,11 @@ def _answer_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
     return ids
 
 
-def _forward_params(model: Any) -> set[str]:
-    import inspect
-
-    try:
-        return set(inspect.signature(model.forward).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
 def _label_loglik(lm: LoadedModel, prompt_ids: list[int], answers: list[list[int]],
                   ctx: RunContext) -> list[float]:
-    """Sum of log P(answer tokens | prompt) for each answer."""
-    model = lm.model
-    device = lm.device
-    n = len(answers)
-    longest = max(len(a) for a in answers)
-    accepted = _forward_params(model)
-    keep = {"logits_to_keep": 1} if "logits_to_keep" in accepted else {}
-    # transformers 5.2x renamed the KV-cache argument and output `past_key_values` -> `cache`.
-    cache_arg = "cache" if "cache" in accepted else "past_key_values"
-
-    with torch.inference_mode():
-        prompt = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-        out = model(input_ids=prompt, use_cache=True, **keep)
-        first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each answer's 1st token
-        scores = [float(first[a[0]]) for a in answers]
-        if longest == 1:
-            return scores
-        ctx.check_cancelled()
-
-        # Feed answer tokens 0..k-2 after the prompt; their logits predict tokens 1..k-1.
-        # Right padding is harmless: causal attention never lets a real token see a later pad.
-        pad = lm.tokenizer.pad_token_id
-        pad = int(pad if pad is not None else answers[0][0])
-        feed = torch.full((n, longest - 1), pad, dtype=torch.long, device=device)
-        for i, a in enumerate(answers):
-            feed[i, : len(a) - 1] = torch.tensor(a[:-1], dtype=torch.long)
-
-        cache = getattr(out, "cache", None)
-        if cache is None:
-            cache = getattr(out, "past_key_values", None)
-        if cache is not None and hasattr(cache, "batch_repeat_interleave"):
-            cache.batch_repeat_interleave(n)
-            mask = torch.ones((n, len(prompt_ids) + longest - 1), dtype=torch.long, device=device)
-            logits = model(input_ids=feed, attention_mask=mask, use_cache=True,
-                           **{cache_arg: cache}).logits
-        else:  # no reusable cache: run prompt + answer for all labels in one batch
-            full = torch.cat([prompt.expand(n, -1), feed], dim=1)
-            logits = model(input_ids=full, use_cache=False).logits[:, len(prompt_ids):]
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        for i, a in enumerate(answers):
-            for j in range(1, len(a)):
-                scores[i] += float(logprobs[i, j - 1, a[j]])
-    return scores
+    """Sum of log P(answer tokens | prompt) for each answer: the prompt runs once (and its KV state
+    stays in the prefix cache, so calibration inputs and repeated texts are cheap)."""
+    return loglikelihoods(lm.prefix_cache, prompt_ids, answers, ctx)
 
 
 def _softmax(values: Sequence[float]) -> list[float]:

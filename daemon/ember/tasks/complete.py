@@ -97,5 +97,8 @@ def run(params: CompleteParams, lm: LoadedModel, ctx: RunContext) -> dict[str, A
                            extra_stop=_fallback_stops(suffix))
         result["fim"] = {"format": style, "truncated": truncated}
     result.update(text=gen.text, finish_reason=gen.finish_reason,
-                  usage=usage(gen.prompt_tokens, gen.completion_tokens), run_ms=gen.run_ms)
+                  usage=usage(gen.prompt_tokens, gen.completion_tokens, gen.cached_tokens),
+                  run_ms=gen.run_ms)
+    if gen.first_token_ms is not None:
+        result["first_token_ms"] = round(gen.first_token_ms, 2)
     return result

@@ -1,76 +1,19 @@
-"""One generation loop for every generative task: sampling options, stop sequences, streaming and
-cooperative cancellation within one decoding step."""
+"""Generation for the tasks: their prompts and options in, Ember's decode loop (engines/decode.py)
+on the model's engine, with prefix reuse for causal LMs, and the text out."""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InputTooLong, RequestCancelled
+from ..engines.decode import DecodeRequest, Generated, SingleUse
+from ..engines.decode import generate as decode
+from ..engines.sampling import Sampling
+from ..errors import InputTooLong
 from ..models.loaded import LoadedModel
 from ..wire import GenerationOptions
 from .base import RunContext
 
-
-@dataclass
-class Generated:
-    text: str
-    finish_reason: str  # stop | length
-    prompt_tokens: int
-    completion_tokens: int
-    run_ms: float
-
-
-class TextAccumulator:
-    """Turns generated ids into text deltas.
-
-    Holds back text that could still turn into a stop sequence or that ends in a partial UTF-8
-    character, so the deltas always concatenate to the final text.
-    """
-
-    def __init__(self, tokenizer: Any, stop: list[str], on_delta=None):
-        self.tokenizer = tokenizer
-        self.stop = [s for s in stop if s]
-        self.on_delta = on_delta
-        self.ids: list[int] = []
-        self.text = ""  # the final text so far (after a stop, frozen)
-        self.emitted = 0
-        self.stopped = False
-
-    def add(self, new_ids: list[int]) -> None:
-        if self.stopped:
-            return
-        self.ids.extend(new_ids)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
-        if cut >= 0:
-            self.text, self.stopped = text[:cut], True
-            self._emit(len(self.text))
-            return
-        self.text = text
-        safe = len(text)
-        if text.endswith("\ufffd"):
-            safe = len(text.rstrip("\ufffd"))
-        for s in self.stop:  # longest tail of text that starts a stop sequence
-            for k in range(min(len(s) - 1, len(text)), 0, -1):
-                if text.endswith(s[:k]):
-                    safe = min(safe, len(text) - k)
-                    break
-        self._emit(safe)
-
-    def finish(self) -> str:
-        if not self.stopped:
-            self.text = self.text.rstrip("\ufffd")  # a character cut off by the last token
-        self._emit(len(self.text))
-        return self.text
-
-    def _emit(self, upto: int) -> None:
-        if upto > self.emitted:
-            delta = self.text[self.emitted:upto]
-            self.emitted = upto
-            if self.on_delta:
-                self.on_delta(delta)
+__all__ = ["Generated", "chat_ids", "check_fits", "generate", "usage"]
 
 
 def check_fits(prompt_tokens: int, lm: LoadedModel, reserve: int = 1) -> None:
@@ -78,97 +21,57 @@ def check_fits(prompt_tokens: int, lm: LoadedModel, reserve: int = 1) -> None:
         raise InputTooLong(prompt_tokens, lm.context_length - reserve, "the prompt")
 
 
+def start_ids(lm: LoadedModel) -> list[int]:
+    """What an empty prompt continues from: the start of a document (BOS, or the end-of-text
+    token that separates documents where the model has no BOS)."""
+    tok = lm.tokenizer
+    for candidate in (tok.bos_token_id, tok.eos_token_id, *lm.eos_ids):
+        if candidate is not None:
+            return [int(candidate)]
+    return [0]
+
+
 def generate(lm: LoadedModel, input_ids: list[int], opts: GenerationOptions, ctx: RunContext,
              default_max_tokens: int, stream: bool | None = None,
              extra_stop: list[str] | None = None, extra_eos: list[int] | None = None) -> Generated:
     """Generate from `input_ids` (a decoder-only prompt or a seq2seq encoder input)."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-    from transformers.generation.streamers import BaseStreamer
-
     ctx.check_cancelled()
-    prompt_tokens = len(input_ids)
     max_new = opts.max_tokens or default_max_tokens
     if lm.kind == "causal-lm":
-        check_fits(prompt_tokens, lm)
-        max_new = min(max_new, lm.context_length - prompt_tokens)
-    elif prompt_tokens > lm.context_length:
-        raise InputTooLong(prompt_tokens, lm.context_length, "the input")
-
-    streaming = opts.stream if stream is None else stream
-    acc = TextAccumulator(lm.tokenizer, list(opts.stop) + list(extra_stop or []),
-                          ctx.on_delta if streaming else None)
-    is_decoder_only = lm.kind == "causal-lm"
-
-    class Collect(BaseStreamer):
-        def __init__(self) -> None:
-            self.skipped_prompt = not is_decoder_only
-            self.count = 0
-
-        def put(self, value: Any) -> None:
-            if not self.skipped_prompt:  # generate() first echoes the prompt
-                self.skipped_prompt = True
-                return
-            ids = value.reshape(-1).tolist()
-            if not is_decoder_only and self.count == 0 and len(ids) == 1 and ids[0] == start_id:
-                return  # the decoder start token
-            self.count += len(ids)
-            acc.add(ids)
-
-        def end(self) -> None:
-            pass
-
-    class StopWhenAsked(StoppingCriteria):
-        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
-            done = ctx.cancelled.is_set() or acc.stopped
-            return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
-
-    model = lm.model
-    start_id = getattr(model.generation_config, "decoder_start_token_id", None)
-    sampling: dict[str, Any] = {"do_sample": opts.temperature > 0}
-    if opts.temperature > 0:
-        sampling.update(temperature=opts.temperature, top_p=opts.top_p, top_k=opts.top_k or None)
-        if opts.seed is not None:
-            torch.manual_seed(opts.seed)
+        prompt = list(input_ids) or start_ids(lm)
+        check_fits(len(prompt), lm)
+        max_new = min(max_new, lm.context_length - len(prompt))
+        source: Any = lm.prefix_cache
     else:
-        sampling.update(temperature=None, top_p=None, top_k=None)
-    pad_id = lm.tokenizer.pad_token_id
-    if pad_id is None:
-        pad_id = model.generation_config.eos_token_id
-        if isinstance(pad_id, list):
-            pad_id = pad_id[0]
+        if len(input_ids) > lm.context_length:
+            raise InputTooLong(len(input_ids), lm.context_length, "the input")
+        from ..engines.torch_engine import Seq2SeqSequence
 
-    eos = model.generation_config.eos_token_id
-    eos_ids = list(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    eos_ids += [i for i in (extra_eos or []) if i not in eos_ids]
-
-    streamer = Collect()
-    ids = torch.tensor([input_ids], dtype=torch.long, device=lm.device)
-    started = time.monotonic()
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=max(1, max_new),
-            streamer=streamer,
-            stopping_criteria=StoppingCriteriaList([StopWhenAsked()]),
-            pad_token_id=pad_id,
-            eos_token_id=eos_ids or None,
-            **sampling,
-        )
-    run_ms = (time.monotonic() - started) * 1000
-    if ctx.cancelled.is_set():
-        raise RequestCancelled("request cancelled")
-    generated = out.shape[1] - (prompt_tokens if is_decoder_only else 1)
-    text = acc.finish()
-    last = int(out[0, -1])
-    hit_eos = generated > 0 and last in eos_ids
-    finish = "stop" if (acc.stopped or hit_eos) else "length"
-    return Generated(text, finish, prompt_tokens, streamer.count or max(generated, 0), run_ms)
+        encoder_input = list(input_ids)
+        source = SingleUse(lambda capacity: Seq2SeqSequence(lm.engine, encoder_input, capacity))
+        start = lm.decoder_start_id if lm.decoder_start_id is not None else (lm.tokenizer.pad_token_id or 0)
+        prompt = [int(start)]
+    streaming = opts.stream if stream is None else stream
+    eos = set(lm.eos_ids) | set(extra_eos or [])
+    request = DecodeRequest(
+        prompt=prompt,
+        max_new_tokens=max(1, max_new),
+        sampling=Sampling(opts.temperature, opts.top_p, opts.top_k, opts.seed),
+        stop=list(opts.stop) + list(extra_stop or []),
+        eos_ids=eos,
+        on_delta=ctx.on_delta if streaming else None,
+    )
+    generated = decode(source, lm.tokenizer, request, ctx, lm.context_length)
+    if lm.kind != "causal-lm":
+        generated.prompt_tokens = len(input_ids)  # the encoder's input, not the decoder's start
+    return generated
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None) -> dict[str, int]:
+    out = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}
+    if cached_tokens is not None:
+        out["cached_tokens"] = cached_tokens
+    return out
 
 
 def chat_ids(lm: LoadedModel, messages: list[dict[str, str]]) -> list[int]:

@@ -1,0 +1,146 @@
+"""Ember's decode loop, the same on every local engine: prefill what the prefix cache does not
+hold, then pick and append one token at a time, with stop sequences, EOS, streaming deltas and
+cancellation checked at every step. Label scoring for classify uses the same sequences."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from .base import Sequence
+from .sampling import Sampling, pick
+from .text import TextAccumulator
+
+# Prompt tokens run per forward while prefilling: the cancellation check runs between chunks, so
+# a superseded request stops within one chunk's time even on a long cold prompt.
+PREFILL_CHUNK = 256
+
+
+class Cancellable(Protocol):
+    def check_cancelled(self) -> None: ...
+
+
+class SequenceSource(Protocol):
+    def sequence_for(self, prompt: list[int], capacity: int) -> AbstractContextManager[tuple[Sequence, int]]: ...
+
+
+@dataclass
+class Generated:
+    text: str
+    finish_reason: str  # stop | length
+    prompt_tokens: int
+    completion_tokens: int
+    run_ms: float
+    cached_tokens: int = 0  # prompt tokens whose KV state was reused
+    first_token_ms: float | None = None
+
+
+@dataclass
+class DecodeRequest:
+    prompt: list[int]
+    max_new_tokens: int
+    sampling: Sampling = field(default_factory=Sampling)
+    stop: list[str] = field(default_factory=list)
+    eos_ids: set[int] = field(default_factory=set)
+    on_delta: Callable[[str], None] | None = None
+
+
+class SingleUse:
+    """A SequenceSource without reuse: a fresh sequence per request (seq2seq decoders)."""
+
+    def __init__(self, make: Callable[[int], Sequence]):
+        self._make = make
+
+    @contextmanager
+    def sequence_for(self, prompt: list[int], capacity: int) -> Iterator[tuple[Sequence, int]]:
+        seq = self._make(capacity)
+        try:
+            yield seq, 0
+        finally:
+            seq.free()
+
+
+def prefill(seq: Sequence, prompt: list[int], ctx: Cancellable, all_logits: bool = False) -> np.ndarray:
+    """Run the prompt tokens that `seq` does not hold yet; the logits after the prompt (or, with
+    `all_logits`, after each token run). Never leaves a one-token final chunk (see prefix_cache)."""
+    start = len(seq.tokens)
+    pieces = []
+    while start < len(prompt):
+        ctx.check_cancelled()
+        end = start + PREFILL_CHUNK
+        if len(prompt) - end == 1:
+            end += 1
+        pieces.append(seq.append(prompt[start:end], all_logits=all_logits))
+        start = end
+    if not pieces:
+        raise ValueError("prefill needs at least one token to run")
+    return np.concatenate(pieces) if all_logits else pieces[-1]
+
+
+def generate(source: SequenceSource, tokenizer: Any, req: DecodeRequest, ctx: Cancellable,
+             context_length: int) -> Generated:
+    started = time.monotonic()
+    prompt = req.prompt
+    capacity = min(context_length, len(prompt) + req.max_new_tokens)
+    acc = TextAccumulator(tokenizer, req.stop, req.on_delta)
+    rng = req.sampling.rng()
+    count, finish, first_ms = 0, "length", None
+    with source.sequence_for(prompt, capacity) as (seq, cached):
+        logits = prefill(seq, prompt, ctx)
+        while True:
+            token = pick(logits, req.sampling, rng)
+            if first_ms is None:
+                first_ms = (time.monotonic() - started) * 1000
+            if token in req.eos_ids:
+                finish = "stop"
+                break
+            count += 1
+            acc.add([token])
+            if acc.stopped:
+                finish = "stop"
+                break
+            if count >= req.max_new_tokens or len(seq.tokens) >= seq.capacity:
+                break
+            ctx.check_cancelled()
+            logits = seq.append([token])
+    text = acc.finish()
+    return Generated(text, finish, len(prompt), count, (time.monotonic() - started) * 1000,
+                     cached, first_ms)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    x = logits.astype(np.float64)
+    top = x.max(axis=-1, keepdims=True)
+    return x - top - np.log(np.exp(x - top).sum(axis=-1, keepdims=True))
+
+
+def loglikelihoods(source: SequenceSource, prompt: list[int], continuations: list[list[int]],
+                   ctx: Cancellable) -> list[float]:
+    """Sum of log P(continuation tokens | prompt) for each continuation (the prompt runs once)."""
+    longest = max(len(c) for c in continuations)
+    with source.sequence_for(prompt, len(prompt) + longest) as (seq, _cached):
+        first = _log_softmax(prefill(seq, prompt, ctx))
+        scores = []
+        for cont in continuations:
+            score = float(first[cont[0]])
+            if len(cont) > 1:
+                ctx.check_cancelled()
+                seq.rewind(len(prompt))
+                following = _log_softmax(seq.append(cont[:-1], all_logits=True))
+                score += sum(float(following[j, cont[j + 1]]) for j in range(len(cont) - 1))
+            scores.append(score if math.isfinite(score) else -math.inf)
+        seq.rewind(len(prompt))
+    return scores
+
+
+def perplexity(seq: Sequence, ids: list[int], ctx: Cancellable) -> float:
+    """exp(mean negative log-likelihood) of `ids[1:]` given what precedes each (for benchmarks)."""
+    logprobs = _log_softmax(prefill(seq, ids, ctx, all_logits=True))
+    picked = logprobs[np.arange(len(ids) - 1), ids[1:]]
+    return float(np.exp(-picked.mean()))

@@ -1,0 +1,83 @@
+"""Generated token ids to streamed text: incremental detokenization and stop sequences."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+# Decoding restarts this many tokens back, so tokenizers that merge or strip spaces at a piece's
+# start decode the new tokens in context.
+_CONTEXT_TOKENS = 6
+
+
+class TextAccumulator:
+    """Turns generated ids into text deltas.
+
+    Holds back text that could still turn into a stop sequence or that ends in a partial UTF-8
+    character, so the deltas always concatenate to the final text. Only the last few tokens are
+    decoded per step, so a long generation costs linear, not quadratic, time.
+    """
+
+    def __init__(self, tokenizer: Any, stop: list[str], on_delta: Callable[[str], None] | None = None):
+        self.tokenizer = tokenizer
+        self.stop = [s for s in stop if s]
+        self.on_delta = on_delta
+        self.ids: list[int] = []
+        self.text = ""  # the final text so far (after a stop, frozen)
+        self.emitted = 0
+        self.stopped = False
+        self._decoded = ""  # text of ids[:_read] (complete characters only)
+        self._read = 0  # ids decoded into _decoded
+        self._pending = ""  # text past _decoded that ends in a partial character
+
+    def add(self, new_ids: list[int]) -> None:
+        if self.stopped:
+            return
+        self.ids.extend(new_ids)
+        start = max(0, self._read - _CONTEXT_TOKENS)
+        before = self._decode(self.ids[start:self._read])
+        after = self._decode(self.ids[start:])
+        if after.startswith(before):
+            new = after[len(before):]
+        else:  # the window decodes differently out of context: decode the whole text once
+            new = self._decode(self.ids)[len(self._decoded):]
+        if new.endswith("\ufffd"):
+            self._pending = new  # a character still arriving: wait for its last bytes
+        else:
+            self._decoded += new
+            self._read = len(self.ids)
+            self._pending = ""
+        text = self._decoded
+        cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
+        if cut >= 0:
+            self.text, self.stopped = text[:cut], True
+            self._emit(len(self.text))
+            return
+        self.text = text
+        safe = len(text)
+        for s in self.stop:  # longest tail of text that starts a stop sequence
+            for k in range(min(len(s) - 1, len(text)), 0, -1):
+                if text.endswith(s[:k]):
+                    safe = min(safe, len(text) - k)
+                    break
+        self._emit(safe)
+
+    def finish(self) -> str:
+        if not self.stopped:
+            # What is still pending is a character cut off by the last token: drop its bytes.
+            tail = self._pending.rstrip("\ufffd")
+            full = self._decoded + tail
+            cut = min((i for i in (full.find(s) for s in self.stop) if i >= 0), default=-1)
+            self.text = full[:cut] if cut >= 0 else full
+        self._emit(len(self.text))
+        return self.text
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True) if ids else ""
+
+    def _emit(self, upto: int) -> None:
+        if upto > self.emitted:
+            delta = self.text[self.emitted:upto]
+            self.emitted = upto
+            if self.on_delta:
+                self.on_delta(delta)

@@ -1,0 +1,266 @@
+"""Put a GGUF's own quantized blocks into an onnxruntime-genai model, exactly.
+
+The ONNX builder quantizes from float weights. For a GGUF source those floats are dequantized
+blocks already, and rounding them again loses accuracy (SmolLM2's Q4_1: perplexity 17.05 against
+12.63). So every linear layer takes the GGUF's blocks as they are stored:
+
+- Q4_0 (w = d*(q-8)) and Q8_0 (w = d*q) are MatMulNBits' own symmetric 4- and 8-bit formats (zero
+  point 8 or 128 implied): copied.
+- Q4_1 (w = d*q + m) has a float minimum per block, which MatMulNBits' fast kernels cannot take
+  (float zero points ran 40x slower). It is written as w = d*(q-8) + c with c = m + 8d, so
+  y = MatMulNBits(x) + S(x) @ C, where S(x) holds the sums of x over each 32-wide block: one small
+  extra MatMul per layer input.
+
+Each mapped weight is dequantized and compared with the float weights that transformers read from
+the same GGUF; any difference aborts (ExactMappingError), so a wrong layout can never be used.
+Supported: the `llama` architecture (Llama, SmolLM, Mistral GGUFs) with Q4_0, Q4_1 and Q8_0 tensors.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BLOCK = 32
+SUPPORTED_TYPES = {"Q4_0", "Q4_1", "Q8_0"}
+SUPPORTED_ARCHS = {"llama"}
+_LAYER_NODE = re.compile(r"^/model/layers\.(\d+)/(?:attn|mlp)/(\w+)/MatMul")
+
+
+class ExactMappingError(Exception):
+    """This GGUF cannot be mapped exactly; the caller converts another way."""
+
+
+@dataclass
+class Blocks:
+    kind: str  # Q4_0, Q4_1 or Q8_0
+    q: np.ndarray  # [rows, blocks, 32]: 0..15 for 4-bit kinds, int8 for Q8_0
+    d: np.ndarray  # [rows, blocks] float32 scales
+    m: np.ndarray | None  # [rows, blocks] float32 minimums (Q4_1)
+
+    def dequantize(self) -> np.ndarray:
+        if self.kind == "Q8_0":
+            w = self.d[..., None] * self.q.astype(np.float32)
+        elif self.kind == "Q4_0":
+            w = self.d[..., None] * (self.q.astype(np.float32) - 8)
+        else:
+            assert self.m is not None
+            w = self.d[..., None] * self.q.astype(np.float32) + self.m[..., None]
+        return w.reshape(self.q.shape[0], -1)
+
+    def offsets(self) -> np.ndarray:
+        """c = m + 8d per block: what a symmetric 4-bit kernel leaves out (zero for Q4_0)."""
+        if self.m is None:
+            return np.zeros_like(self.d)
+        return self.m + 8 * self.d
+
+
+def _half(raw: np.ndarray) -> np.ndarray:
+    return raw.copy().view(np.float16)[..., 0].astype(np.float32)
+
+
+def read_blocks(tensor) -> Blocks:
+    """A GGUF tensor's blocks, rows in the file's order (a gguf.ReaderTensor)."""
+    kind = tensor.tensor_type.name
+    raw = np.asarray(tensor.data)
+    rows = raw.shape[0]
+    if kind == "Q8_0":
+        b = raw.reshape(rows, -1, 34)
+        return Blocks(kind, b[..., 2:34].copy().view(np.int8), _half(b[..., 0:2]), None)
+    if kind in ("Q4_0", "Q4_1"):
+        size = 18 if kind == "Q4_0" else 20
+        b = raw.reshape(rows, -1, size)
+        qs = b[..., size - 16:]
+        # ggml packs element j in the low nibble of byte j and element j+16 in its high nibble.
+        q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1)
+        m = _half(b[..., 2:4]) if kind == "Q4_1" else None
+        return Blocks(kind, q, _half(b[..., 0:2]), m)
+    raise ExactMappingError(f"tensor {tensor.name} is {kind}; exact mapping takes "
+                            f"{', '.join(sorted(SUPPORTED_TYPES))}")
+
+
+def _unpermute(rows: np.ndarray, heads: int) -> np.ndarray:
+    """llama.cpp's converter reorders q/k rows for its rotary layout; undo it, as transformers does."""
+    half = rows.shape[0] // heads // 2
+    return rows.reshape(heads, half, 2, *rows.shape[1:]).swapaxes(1, 2).reshape(rows.shape)
+
+
+def _rows(blocks: Blocks, heads: int | None) -> Blocks:
+    if heads is None:
+        return blocks
+    m = _unpermute(blocks.m, heads) if blocks.m is not None else None
+    return Blocks(blocks.kind, _unpermute(blocks.q, heads), _unpermute(blocks.d, heads), m)
+
+
+def _concat(parts: list[Blocks]) -> Blocks:
+    kinds = {p.kind for p in parts}
+    if len(kinds) > 1 and kinds != {"Q4_0", "Q4_1"}:
+        raise ExactMappingError(f"packed projections mix block kinds {sorted(kinds)}")
+    if len(kinds) == 1:
+        kind = parts[0].kind
+        m = np.concatenate([p.m for p in parts]) if kind == "Q4_1" else None
+    else:  # Q4_0 is Q4_1 with m = -8d
+        kind = "Q4_1"
+        m = np.concatenate([p.m if p.m is not None else -8 * p.d for p in parts])
+    return Blocks(kind, np.concatenate([p.q for p in parts]), np.concatenate([p.d for p in parts]), m)
+
+
+def _projections(layer: int, part: str, n_head: int, n_kv: int) -> list[tuple[str, int | None, str]]:
+    """(GGUF tensor, heads to unpermute by, transformers weight) for one builder MatMul node."""
+    attn = f"model.layers.{layer}.self_attn"
+    mlp = f"model.layers.{layer}.mlp"
+    q = (f"blk.{layer}.attn_q.weight", n_head, f"{attn}.q_proj.weight")
+    k = (f"blk.{layer}.attn_k.weight", n_kv, f"{attn}.k_proj.weight")
+    v = (f"blk.{layer}.attn_v.weight", None, f"{attn}.v_proj.weight")
+    gate = (f"blk.{layer}.ffn_gate.weight", None, f"{mlp}.gate_proj.weight")
+    up = (f"blk.{layer}.ffn_up.weight", None, f"{mlp}.up_proj.weight")
+    table = {
+        "qkv_proj": [q, k, v], "q_proj": [q], "k_proj": [k], "v_proj": [v],
+        "o_proj": [(f"blk.{layer}.attn_output.weight", None, f"{attn}.o_proj.weight")],
+        "gate_up_proj": [gate, up], "gate_proj": [gate], "up_proj": [up],
+        "down_proj": [(f"blk.{layer}.ffn_down.weight", None, f"{mlp}.down_proj.weight")],
+    }
+    if part not in table:
+        raise ExactMappingError(f"unexpected builder node for layer {layer}: {part}")
+    return table[part]
+
+
+def check_supported(gguf_path: Path) -> None:
+    """Raise ExactMappingError unless this GGUF can be mapped exactly."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(str(gguf_path))
+    arch = reader.fields["general.architecture"].contents()
+    if arch not in SUPPORTED_ARCHS:
+        raise ExactMappingError(f"architecture {arch!r} (exact mapping takes {sorted(SUPPORTED_ARCHS)})")
+    kinds = {t.tensor_type.name for t in reader.tensors if len(t.shape) == 2}
+    if not kinds <= SUPPORTED_TYPES:
+        raise ExactMappingError(f"tensor types {sorted(kinds - SUPPORTED_TYPES)} "
+                                f"(exact mapping takes {sorted(SUPPORTED_TYPES)})")
+
+
+def apply(model_dir: Path, gguf_path: Path, reference_dir: Path) -> dict[str, int]:
+    """Rewrite the builder's 4-bit model in `model_dir` with the GGUF's blocks. Returns counts."""
+    import onnx
+    from gguf import GGUFReader
+    from onnx import helper, numpy_helper
+    from safetensors import safe_open
+
+    check_supported(gguf_path)
+    reader = GGUFReader(str(gguf_path))
+    tensors = {t.name: t for t in reader.tensors}
+    n_head = int(reader.fields["llama.attention.head_count"].contents())
+    n_kv = int(reader.fields["llama.attention.head_count_kv"].contents())
+    handles = [safe_open(str(f), framework="numpy") for f in sorted(reference_dir.glob("*.safetensors"))]
+
+    def reference(name: str) -> np.ndarray:
+        for h in handles:
+            if name in h.keys():
+                return h.get_tensor(name).astype(np.float32)
+        raise ExactMappingError(f"reference weight {name} not found")
+
+    model = onnx.load(str(model_dir / "model.onnx"))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    nodes, block_sums = [], {}
+    counts = {"copied": 0, "with_offsets": 0, "eight_bit": 0}
+    last_axis = "ember/last_axis"
+    graph.initializer.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), last_axis))
+    lm_head: Blocks | None = None
+
+    def replace(name: str, array: np.ndarray) -> None:
+        inits[name].CopyFrom(numpy_helper.from_array(array, name))
+
+    for node in graph.node:
+        nodes.append(node)
+        if node.op_type != "MatMulNBits":
+            continue
+        layer_node = _LAYER_NODE.match(node.name)
+        if layer_node:
+            parts = _projections(int(layer_node.group(1)), layer_node.group(2), n_head, n_kv)
+        elif node.name.startswith("/lm_head/"):
+            tied = "output.weight" not in tensors
+            parts = [("token_embd.weight" if tied else "output.weight", None,
+                      "model.embed_tokens.weight" if tied else "lm_head.weight")]
+        else:
+            raise ExactMappingError(f"unexpected MatMulNBits node {node.name}")
+        blocks = _concat([_rows(read_blocks(tensors[g]), heads) for g, heads, _ in parts])
+        expected = np.concatenate([reference(h) for _, _, h in parts])
+        got = blocks.dequantize()
+        if got.shape != expected.shape or not np.allclose(got, expected, rtol=0, atol=1e-6 * float(
+                np.abs(expected).max() or 1)):
+            raise ExactMappingError(f"{node.name}: the GGUF blocks do not reproduce the reference weights")
+        attrs = {a.name: a for a in node.attribute}
+        if int(attrs["block_size"].i) != BLOCK:
+            raise ExactMappingError(f"{node.name}: builder block size {attrs['block_size'].i}")
+        if len(node.input) > 3 and node.input[3]:
+            node.input[3] = ""  # symmetric from here on: no zero points
+        if blocks.kind == "Q8_0":
+            attrs["bits"].i = 8
+            replace(node.input[1], (blocks.q.astype(np.int16) + 128).astype(np.uint8))
+            counts["eight_bit"] += 1
+        else:
+            attrs["bits"].i = 4
+            q = blocks.q.astype(np.uint8)
+            replace(node.input[1], (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8))
+            counts["copied"] += 1
+        replace(node.input[2], blocks.d.astype(np.float32))
+        if node.name.startswith("/lm_head/"):
+            lm_head = blocks
+        if blocks.kind == "Q4_1":
+            counts["with_offsets"] += 1
+            x = node.input[0]
+            if x not in block_sums:
+                shape = f"ember/{x}/block_shape"
+                k = int(attrs["K"].i)
+                graph.initializer.append(numpy_helper.from_array(
+                    np.array([0, 0, k // BLOCK, BLOCK], dtype=np.int64), shape))
+                nodes.append(helper.make_node("Reshape", [x, shape], [f"ember/{x}/blocks"]))
+                nodes.append(helper.make_node("ReduceSum", [f"ember/{x}/blocks", last_axis],
+                                              [f"ember/{x}/block_sums"], keepdims=0))
+                block_sums[x] = f"ember/{x}/block_sums"
+            offsets = f"ember/{node.name}/offsets"
+            graph.initializer.append(numpy_helper.from_array(
+                np.ascontiguousarray(blocks.offsets().T).astype(np.float32), offsets))
+            y = node.output[0]
+            node.output[0] = f"ember/{y}/centered"
+            nodes.append(helper.make_node("MatMul", [block_sums[x], offsets], [f"ember/{y}/offset"]))
+            nodes.append(helper.make_node("Add", [f"ember/{y}/centered", f"ember/{y}/offset"], [y]))
+
+    _map_embedding(graph, lm_head)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    # Every tensor is in memory now; the data file is written anew (onnx appends to an existing one).
+    # The whole folder is a work folder that is renamed into the cache only once complete.
+    (model_dir / "model.onnx.data").unlink()
+    onnx.save(model, str(model_dir / "model.onnx"), save_as_external_data=True,
+              location="model.onnx.data")
+    return counts
+
+
+def _map_embedding(graph, lm_head: Blocks | None) -> None:
+    """The builder's tied embedding gathers from lm_head's quantized weights: give it the same
+    bit width (Q8_0 -> 8 bits). A float embedding (untied models) was exact already."""
+    from onnx import numpy_helper
+
+    gathers = [n for n in graph.node if n.op_type == "GatherBlockQuantized"]
+    if not gathers:
+        return
+    if lm_head is None or lm_head.kind not in ("Q8_0", "Q4_0"):
+        raise ExactMappingError("the tied embedding needs a Q8_0 or Q4_0 output tensor")
+    rows, blocks = lm_head.q.shape[:2]
+    width = blocks * BLOCK if lm_head.kind == "Q8_0" else blocks * BLOCK // 2
+    shape = "ember/embedding_shape"
+    graph.initializer.append(numpy_helper.from_array(np.array([rows, width], dtype=np.int64), shape))
+    reshapes = {n.output[0]: n for n in graph.node if n.op_type == "Reshape"}
+    for gather in gathers:
+        for attr in gather.attribute:
+            if attr.name == "bits":
+                attr.i = 8 if lm_head.kind == "Q8_0" else 4
+        source = reshapes.get(gather.input[0])
+        if source is None:
+            raise ExactMappingError("the embedding does not share lm_head's weights")
+        source.input[1] = shape
