@@ -69,8 +69,9 @@ def ember(daemon_env):
 
     started: list[Daemon] = []
 
-    def start(framing: str = "headers", args: list[str] | None = None, env: dict | None = None) -> Daemon:
-        d = Daemon(framing, args or [], {**daemon_env, **(env or {})})
+    def start(framing: str = "headers", args: list[str] | None = None, env: dict | None = None,
+              preexec_fn=None) -> Daemon:
+        d = Daemon(framing, args or [], {**daemon_env, **(env or {})}, preexec_fn)
         started.append(d)
         return d
 

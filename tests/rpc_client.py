@@ -17,11 +17,11 @@ TIMEOUT = 120.0
 
 
 class Daemon:
-    def __init__(self, framing: str, args: list[str], env: dict[str, str]):
+    def __init__(self, framing: str, args: list[str], env: dict[str, str], preexec_fn=None):
         self.framing = framing
         self.proc = subprocess.Popen(
             [EMBER, "serve", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, env=env,
+            stderr=subprocess.PIPE, env=env, preexec_fn=preexec_fn,
         )
         self.messages: queue.Queue[Any] = queue.Queue()
         self.notifications: list[dict[str, Any]] = []

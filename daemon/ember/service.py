@@ -168,7 +168,7 @@ class Service:
             "running": [w.running.label for w in self.workers if w.running is not None],
             "connections": len(self.connections),
             "device": self.device,
-            "memory": {"rss_bytes": mem.rss, "models_bytes": sum(m.memory_bytes for m in self.registry.loaded())},
+            "memory": {"rss_bytes": mem.rss, "models_bytes": sum(m.resident_bytes for m in self.registry.loaded())},
             "models": [m.describe() for m in self.registry.loaded()],
             "model_loads": self.registry.loads,
             "workers": [{"device": w.device, "threads": w.threads, "queue_depth": w.queue_depth,

@@ -81,7 +81,10 @@ def remove_stale_work(root: Path) -> list[Path]:
                 stale = time.time() - entry.stat().st_mtime > _LEGACY_STALE_S
             if stale:
                 log.info("Removing an abandoned conversion: %s", entry)
-                shutil.rmtree(entry, ignore_errors=True)
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
                 removed.append(entry)
     return removed
 

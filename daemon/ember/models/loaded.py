@@ -29,11 +29,17 @@ class LoadedModel:
     engine_note: str | None = None  # why the engine is not the one asked for (auto or explicit)
     prefix_cache: Any = None  # engines.prefix_cache.PrefixCache for causal LMs
     eos_ids: tuple[int, ...] = ()
-    decoder_start_id: int | None = None  # seq2seq
+    # seq2seq: what the decoder starts from (its start token, and a BOS some models force first)
+    decoder_prefix: tuple[int, ...] = ()
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
     # One forward pass at a time per model: sequences and generate() are not re-entrant.
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def resident_bytes(self) -> int:
+        """Weights plus the KV state the prefix cache holds now (what the memory budget counts)."""
+        return self.memory_bytes + (self.prefix_cache.nbytes if self.prefix_cache is not None else 0)
 
     def touch(self) -> None:
         self.last_used = time.monotonic()
@@ -51,7 +57,7 @@ class LoadedModel:
             "quantization": self.quantization,
             "quantization_note": self.quantization_note,
             "context_length": self.context_length,
-            "memory_bytes": self.memory_bytes,
+            "memory_bytes": self.memory_bytes,  # the weights (the prefix cache's KV state is below)
             "prefix_cache": self.prefix_cache.describe() if self.prefix_cache is not None else None,
             "load_seconds": round(self.load_seconds, 3),
             "loaded_at": self.loaded_at,

@@ -188,6 +188,7 @@ def _load_onnxruntime(name: str, settings: ModelSettings, folder: Path, ctx: Loa
     from . import onnx_convert
 
     config = _config_json(folder)
+    _check_weights(folder, settings)  # before the exporter unpickles anything
     precision, exact = _onnx_precision(settings, folder)
     note = None
 
@@ -266,7 +267,7 @@ def _load_transformers(name: str, settings: ModelSettings, folder: Path, device:
     length = context_length(config, tokenizer, settings.context_length)
     engine = prefix_cache = None
     eos: tuple[int, ...] = ()
-    start_id = None
+    decoder_prefix: tuple[int, ...] = ()
     if settings.kind in ("causal-lm", "seq2seq"):
         from ..engines.prefix_cache import PrefixCache
         from ..engines.torch_engine import TransformersEngine
@@ -279,6 +280,8 @@ def _load_transformers(name: str, settings: ModelSettings, folder: Path, device:
             start_id = getattr(model.generation_config, "decoder_start_token_id", None)
             if start_id is None:
                 start_id = getattr(model.config, "decoder_start_token_id", None)
+            forced = getattr(model.generation_config, "forced_bos_token_id", None)
+            decoder_prefix = tuple(_ids(start_id) + _ids(forced))
     loaded = LoadedModel(
         name=name,
         settings=settings,
@@ -297,7 +300,7 @@ def _load_transformers(name: str, settings: ModelSettings, folder: Path, device:
         engine_note=engine_note,
         prefix_cache=prefix_cache,
         eos_ids=eos,
-        decoder_start_id=start_id,
+        decoder_prefix=decoder_prefix,
     )
     log.info("Loaded %s (%s, %s, %s) in %.2fs", name, device, dtype, plan.applied, loaded.load_seconds)
     return loaded

@@ -136,7 +136,8 @@ def ensure(folder: Path, precision: str, cache_root: Path, progress: Progress | 
             log.warning("Converted model %s is incomplete or damaged: converting again", target)
         with atomic_folder(target) as work:
             result = _run_child(folder, precision, work, progress, require_exact)
-            files = {p.name: p.stat().st_size for p in work.iterdir() if p.is_file()}
+            files = {p.name: p.stat().st_size for p in work.iterdir()
+                     if p.is_file() and not p.name.startswith(".")}
             (work / MARKER).write_text(json.dumps({**result, "precision": precision,
                                                    "source": str(folder), "files": files}, indent=1))
     converted = read_entry(target)
@@ -160,7 +161,7 @@ def _run_child(folder: Path, precision: str, work: Path, progress: Progress | No
            "--out", str(work), "--precision", precision]
     if require_exact:
         cmd.append("--require-exact")
-    log_path = work.parent / f"{work.name}.log"
+    log_path = work / ".convert.log"  # inside the work folder: it goes wherever the folder goes
     result: dict = {}
     with open(log_path, "wb") as child_log:
         child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=child_log,

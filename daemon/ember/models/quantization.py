@@ -185,7 +185,9 @@ def plan(settings: ModelSettings, device: str, config) -> QuantPlan:
         kwargs: dict[str, Any] = {} if kind == "cpu" else {"device_map": {"": device}}
         return QuantPlan(requested, f"checkpoint ({method})", note, kwargs)
 
+    alias_note = None
     if requested in ("int4", "int8"):  # the onnxruntime engine's names; bitsandbytes here
+        alias_note = f"{requested} on the transformers engine is bitsandbytes"
         requested = "bnb-4bit" if requested == "int4" else "bnb-8bit"
     if requested == "auto":
         # On CUDA only a missing bitsandbytes stops 4-bit, and then 8-bit cannot apply either.
@@ -202,6 +204,8 @@ def plan(settings: ModelSettings, device: str, config) -> QuantPlan:
     note = None
     if reasons:
         note = f"{requested} -> {mode}: " + "; ".join(reasons)
+    if alias_note:
+        note = f"{alias_note}; {note}" if note else alias_note
     if mode == "int8-dynamic" and settings.dtype not in ("auto", "float32"):
         extra = f"int8-dynamic computes in float32: dtype {settings.dtype} ignored"
         note = f"{note}; {extra}" if note else extra

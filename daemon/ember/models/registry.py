@@ -192,7 +192,7 @@ class Registry:
             return
         while True:
             models = self.loaded()
-            total = sum(m.memory_bytes for m in models)
+            total = sum(m.resident_bytes for m in models)
             victims = sorted((m for m in models if m.name != keep), key=lambda m: m.last_used)
             if total <= budget or not victims:
                 return

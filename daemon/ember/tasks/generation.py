@@ -49,8 +49,7 @@ def generate(lm: LoadedModel, input_ids: list[int], opts: GenerationOptions, ctx
 
         encoder_input = list(input_ids)
         source = SingleUse(lambda capacity: Seq2SeqSequence(lm.engine, encoder_input, capacity))
-        start = lm.decoder_start_id if lm.decoder_start_id is not None else (lm.tokenizer.pad_token_id or 0)
-        prompt = [int(start)]
+        prompt = list(lm.decoder_prefix) or [int(lm.tokenizer.pad_token_id or 0)]
     streaming = opts.stream if stream is None else stream
     eos = set(lm.eos_ids) | set(extra_eos or [])
     request = DecodeRequest(
@@ -64,6 +63,7 @@ def generate(lm: LoadedModel, input_ids: list[int], opts: GenerationOptions, ctx
     generated = decode(source, lm.tokenizer, request, ctx, lm.context_length)
     if lm.kind != "causal-lm":
         generated.prompt_tokens = len(input_ids)  # the encoder's input, not the decoder's start
+        generated.cached_tokens = 0
     return generated
 
 
