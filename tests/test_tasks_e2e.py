@@ -257,3 +257,32 @@ def test_empty_and_blank_input_gets_a_real_answer_from_every_task(smol, blank):
     scores = smol.call("classify", {"text": blank})["scores"]
     assert abs(sum(s["score"] for s in scores) - 1) < 1e-6
     assert smol.call("tokenize", {"text": ""})["count"] == 0
+
+
+@pytest.mark.parametrize("engine", ["transformers", "onnxruntime"])
+def test_every_task_runs_on_both_engines(ember, engine):
+    d = ember("lines", ["--set", f"models.default.engine={engine}"])
+    for params in ({"prompt": "def add(a, b):"}, {"messages": [{"role": "user", "content": "Hi!"}]},
+                   {"prefix": "def add(a, b):\n    ", "suffix": "\n\nprint(add(1, 2))\n"}):
+        msg_id = d.start_request("complete", {**params, "max_tokens": 8, "stream": True})
+        result = d.reply(msg_id)["result"]
+        assert result["usage"]["completion_tokens"] > 0
+        assert "".join(d.stream_deltas(msg_id)) == result["text"]
+    assert d.call("summarize", {"text": ARTICLE, "max_tokens": 16})["text"]
+    assert d.call("translate", {"text": "Good morning, `x = 1` stays.", "target": "French",
+                                "max_tokens": 24})["text"].count("`x = 1`") == 1
+    assert d.call("classify", {"text": REVIEW_POS, "labels": ["positive", "negative"]})["label"] == "positive"
+    model = d.call("daemon/status")["models"][0]
+    assert model["engine"] == engine and model["prefix_cache"]["requests"] > 0
+
+
+def test_unload_frees_the_engine_and_its_prefix_cache(smol):
+    smol.call("complete", {"prompt": "The history of the printing press " * 40, "max_tokens": 2})
+    loaded = smol.call("daemon/status")
+    assert loaded["models"][0]["prefix_cache"]["bytes"] > 0
+    assert smol.call("models/unload", {"model": "default"}) == {"unloaded": True}
+    after = smol.call("daemon/status")
+    assert after["models"] == [] and after["memory"]["models_bytes"] == 0
+    freed = loaded["memory"]["rss_bytes"] - after["memory"]["rss_bytes"]
+    assert freed > loaded["models"][0]["memory_bytes"] // 2  # the weights' memory really went back
+    assert smol.call("complete", {"prompt": "Again", "max_tokens": 2})["usage"]["cached_tokens"] == 0

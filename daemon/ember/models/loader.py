@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,16 +168,21 @@ def load(name: str, settings: ModelSettings, folder: Path, ctx: LoadContext) -> 
     return _load_transformers(name, settings, folder, device, ctx, started, note)
 
 
-def _onnx_precision(settings: ModelSettings, folder: Path) -> tuple[str, bool]:
+def _onnx_precision(settings: ModelSettings, folder: Path, cache_dir: Path) -> tuple[str, bool]:
     """(precision, whether int4 must be the exact GGUF mapping) for the onnxruntime engine."""
-    from .onnx_convert import exact_int4_possible
+    from . import onnx_convert
 
     requested = ONNX_PRECISIONS[settings.quantization]
     if requested is not None:
         return requested, False
     # auto: the fastest choice that keeps perplexity within a few percent (docs/quantization.md):
     # int4 only where it copies a GGUF's blocks exactly; round-to-nearest int4 is far off.
-    if exact_int4_possible(folder) is None:
+    if onnx_convert.gguf_source(folder) is None:
+        return "int8", False
+    done = onnx_convert.read_entry(onnx_convert.cache_entry(folder, "int4", cache_dir))
+    if done is not None and done.method.startswith(onnx_convert.EXACT_METHOD):
+        return "int4", True  # converted before: no need to read the GGUF again (seconds)
+    if onnx_convert.exact_int4_possible(folder) is None:
         return "int4", True
     return "int8", False
 
@@ -189,7 +195,11 @@ def _load_onnxruntime(name: str, settings: ModelSettings, folder: Path, ctx: Loa
 
     config = _config_json(folder)
     _check_weights(folder, settings)  # before the exporter unpickles anything
-    precision, exact = _onnx_precision(settings, folder)
+    # The tokenizer (importing transformers: a second) loads while onnxruntime loads the model.
+    pool = ThreadPoolExecutor(1, thread_name_prefix="ember-tokenizer")
+    tokenizer_loading = pool.submit(load_tokenizer, folder, settings)
+    pool.shutdown(wait=False)
+    precision, exact = _onnx_precision(settings, folder, ctx.cache_dir)
     note = None
 
     def convert(precision: str, exact: bool) -> onnx_convert.Converted:
@@ -215,7 +225,7 @@ def _load_onnxruntime(name: str, settings: ModelSettings, folder: Path, ctx: Loa
     except Exception as exc:  # noqa: BLE001
         log.exception("onnxruntime could not load %s", name)
         raise ModelLoadError(f"could not load model '{name}' on onnxruntime: {exc}") from exc
-    tokenizer = load_tokenizer(folder, settings)
+    tokenizer = tokenizer_loading.result()
     loaded = LoadedModel(
         name=name, settings=settings, kind=settings.kind, model=None, tokenizer=tokenizer,
         device="cpu", dtype="float32", quantization=converted.method, quantization_note=note,

@@ -40,6 +40,7 @@ MARKER = "ember-onnx.json"
 PRECISIONS = ("int4", "int8", "float32")
 _BUILDER_PRECISION = {"int4": "int4", "int8": "int8", "float32": "fp32"}
 EXIT_NOT_EXACT = 3  # the child could not map the GGUF exactly
+EXACT_METHOD = "int4 (the GGUF's own blocks"
 
 Progress = Callable[..., None]
 
@@ -263,8 +264,7 @@ def child_main(argv: list[str] | None = None) -> int:
         except ExactMappingError as exc:
             sys.stderr.write(f"no exact int4 mapping: {exc}\n")
             return EXIT_NOT_EXACT
-        method = (f"int4 (the GGUF's own blocks: {counts['copied']} 4-bit layers, "
-                  f"{counts['eight_bit']} 8-bit)")
+        method = f"{EXACT_METHOD}: {counts['copied']} 4-bit layers, {counts['eight_bit']} 8-bit)"
     genai = json.loads((model_dir / "genai_config.json").read_text())
     kv = _kv_bytes_per_token(model_dir / "model.onnx", genai)
     for item in model_dir.iterdir():
