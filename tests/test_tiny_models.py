@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 import tiny_models as tm
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
 
 MAX_BYTES = 3 * 1024 * 1024
 
@@ -18,9 +14,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _built(builder, folder: Path, *args, **kwargs) -> Path:
-    started = time.perf_counter()
-    out = builder(folder, *args, **kwargs)
-    assert time.perf_counter() - started < 10, "a tiny build should take seconds"
+    out = builder(folder, *args, **kwargs)  # how long builds take: bench/tiny_models.py
     assert out == folder
     size = sum(p.stat().st_size for p in folder.iterdir())
     assert size < MAX_BYTES, f"{folder.name} is {size} bytes"
