@@ -132,20 +132,21 @@ def load_tokenizer(folder: Path, settings: ModelSettings) -> Any:
 # -- engine choice ---------------------------------------------------------------------------
 
 
-def onnxruntime_problem(settings: ModelSettings, device: str) -> str | None:
-    """Why the onnxruntime engine cannot run this model here, or None."""
+def onnxruntime_problem(settings: ModelSettings, device: str) -> tuple[str, bool] | None:
+    """Why the onnxruntime engine cannot run this model here, and whether that is a fault (rather
+    than a choice the configuration made); None if it can."""
     if settings.kind != "causal-lm":
-        return f"it runs causal LMs only (this model is {settings.kind})"
+        return f"it runs causal LMs only (this model is {settings.kind})", False
     if device != "cpu":
-        return f"Ember runs it on the CPU only (this model is on {device})"
+        return f"Ember runs it on the CPU only (this model is on {device})", False
     if settings.quantization not in ONNX_PRECISIONS:
-        return f"quantization {settings.quantization} is a transformers method"
+        return f"quantization {settings.quantization} is a transformers method", False
     if settings.trust_remote_code:
-        return "models with remote code are not converted"
+        return "models with remote code are not converted", False
     try:
         import onnxruntime_genai  # noqa: F401
     except Exception as exc:  # noqa: BLE001 - ImportError, or its native library failing
-        return f"onnxruntime-genai is not importable ({exc})"
+        return f"onnxruntime-genai is not importable ({exc})", True
     return None
 
 
@@ -156,14 +157,14 @@ def load(name: str, settings: ModelSettings, folder: Path, ctx: LoadContext) -> 
     note = None
     if settings.kind == "causal-lm" and settings.engine != "transformers":
         problem = onnxruntime_problem(settings, device)
-        failure = None
         if problem is None:
             try:
                 return _load_onnxruntime(name, settings, folder, ctx, started)
             except ModelLoadError as exc:
-                failure = exc.message
-        if failure or settings.engine == "onnxruntime":
-            note = f"onnxruntime engine not used: {failure or problem}; running on transformers"
+                problem = (exc.message, True)
+        reason, fault = problem
+        if fault or settings.engine == "onnxruntime":
+            note = f"onnxruntime engine not used: {reason}; running on transformers"
             log.warning("Model %s: %s", name, note)
     return _load_transformers(name, settings, folder, device, ctx, started, note)
 
