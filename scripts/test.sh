@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything and run every test: Python (daemon, tasks, shared daemon, Neovim plugin),
-# then the VS Code extension's typecheck, bundle and tests. Real models only, no network.
+# then the VS Code extension's typecheck, unit tests, and its suite in a real VS Code (code-server
+# and headless Chromium, installed once into ~/.cache/ember-vscode-test). Real models only; the
+# network is used only to install packages (PyPI, npm, Debian).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh dev
@@ -9,8 +11,4 @@ export EMBER_TEST_CACHE="${EMBER_TEST_CACHE:-$PWD/.ember-cache/test}"
 .venv/bin/ruff check daemon tests bench
 .venv/bin/python -m pytest "$@"
 
-cd editor-clients/vscode
-npm ci --no-audit --no-fund --loglevel=error
-npm run --silent typecheck
-npm run --silent build
-EMBER_CMD="$(cd ../.. && pwd)/.venv/bin/ember" npm test
+EMBER_CMD="$PWD/.venv/bin/ember" bash editor-clients/vscode/scripts/test-vscode.sh

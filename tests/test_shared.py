@@ -277,6 +277,21 @@ def test_connect_bridges_either_framing(shared):
         assert bridge.wait_exit() == 0
 
 
+def test_connect_no_start_joins_a_running_daemon_only(shared):
+    # No daemon: exit 3 at once, with a message that says how to start one; nothing is started.
+    done = shared.ember("connect", "--no-start", input=b"")
+    assert done.returncode == 3
+    assert b"not running" in done.stderr and b"ember daemon start" in done.stderr
+    assert done.stdout == b""
+    assert shared.pid() is None and not shared.socket.exists()
+    # With one running, it bridges like `ember connect`.
+    pid = shared.start()
+    request = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "daemon/status"}).encode() + b"\n"
+    bridged = shared.ember("connect", "--no-start", input=request)
+    assert bridged.returncode == 0, bridged.stderr.decode()
+    assert json.loads(bridged.stdout.splitlines()[0])["result"]["pid"] == pid
+
+
 def test_exit_ends_only_that_client(shared):
     first, second = shared.connect("headers"), shared.connect("lines")
     second.call("daemon/status")  # both bridges are connected once each has had an answer

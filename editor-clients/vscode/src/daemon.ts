@@ -1,10 +1,11 @@
 /**
  * Runs the Ember daemon as a child process and talks JSON-RPC to it over its stdio.
  *
- * Spawns `command args` (`ember serve`, or `ember connect` for the shared daemon), sends
- * `initialize`, restarts it after a crash (a few times, with backoff), always drains its stderr
- * into the log, and stops it with `shutdown` then `exit`. No `vscode` import: the logger and the
- * options are injected, so the tests drive this module in plain Node against the real daemon.
+ * Spawns `command args` (`ember serve`, or `ember connect` for the shared daemon) when the first
+ * request needs it, sends `initialize`, always drains its stderr into the log, and stops it with
+ * `shutdown` then `exit`. After a crash nothing is respawned until the next request (a few times;
+ * a daemon that keeps crashing stays down until `restart()`). No `vscode` import: the logger and
+ * the options are injected, so the unit tests drive this module in plain Node.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import * as readline from 'node:readline';
@@ -47,12 +48,9 @@ export interface Logger {
 }
 
 export interface RestartPolicy {
-  /** Most automatic restarts within `windowMs`; one more crash and the daemon stays down. */
+  /** Most crashes within `windowMs` after which the next request still starts a new daemon. */
   maxRestarts: number;
   windowMs: number;
-  /** Wait before the first restart; doubled for each further one, up to `maxDelayMs`. */
-  initialDelayMs: number;
-  maxDelayMs: number;
 }
 
 export interface DaemonOptions {
@@ -67,7 +65,7 @@ export interface DaemonOptions {
   startTimeoutMs?: number;
   /** How long `shutdown` and then the child's exit may take before the child is killed. */
   stopTimeoutMs?: number;
-  /** Log every JSON-RPC message (debug level). */
+  /** Log every JSON-RPC message (at info level: asking for it is the user's choice). */
   traceMessages?: boolean;
 }
 
@@ -76,8 +74,6 @@ export type DaemonState = 'stopped' | 'starting' | 'running' | 'failed';
 const DEFAULT_RESTART: RestartPolicy = {
   maxRestarts: 3,
   windowMs: 3 * 60_000,
-  initialDelayMs: 500,
-  maxDelayMs: 8_000,
 };
 
 type StreamHandler = (params: StreamParams) => void;
@@ -99,9 +95,10 @@ export class Daemon implements Disposable {
   private options: DaemonOptions;
   private readonly policy: RestartPolicy;
   private session: Session | undefined;
-  /** A start in progress, or a restart waiting out its backoff. */
+  /** A start in progress. */
   private pending: Promise<Session> | undefined;
-  private cancelPendingDelay: (() => void) | undefined;
+  /** A stop in progress. */
+  private stopping: Promise<void> | undefined;
   private failure: Error | undefined;
   private crashes: number[] = [];
   private currentState: DaemonState = 'stopped';
@@ -194,17 +191,22 @@ export class Daemon implements Disposable {
     }
   }
 
-  /** New command or arguments: restart when they changed. */
+  /**
+   * New settings: a running (or failed) daemon is restarted when its command line changed; the
+   * message trace is switched on the live connection. Nothing is started otherwise.
+   */
   async reconfigure(options: DaemonOptions): Promise<void> {
     const changed =
       options.command !== this.options.command ||
       JSON.stringify(options.args) !== JSON.stringify(this.options.args) ||
       options.cwd !== this.options.cwd ||
-      JSON.stringify(options.env) !== JSON.stringify(this.options.env) ||
-      options.traceMessages !== this.options.traceMessages;
+      JSON.stringify(options.env) !== JSON.stringify(this.options.env);
+    const traceChanged = Boolean(options.traceMessages) !== Boolean(this.options.traceMessages);
     this.options = options;
     if (changed && (this.session || this.pending || this.currentState === 'failed')) {
       await this.restart();
+    } else if (traceChanged && this.session) {
+      await this.applyTrace(this.session.connection);
     }
   }
 
@@ -216,10 +218,21 @@ export class Daemon implements Disposable {
   }
 
   /** `shutdown`, then `exit`; kills the child when it does not go in time. */
-  async stop(): Promise<void> {
+  stop(): Promise<void> {
+    // Requests made meanwhile wait for it (ensureSession), so none reaches a daemon on its way out
+    // or starts a new one before the old one is gone.
+    const stopping = this.stopping ? this.stopping.then(() => this.stopNow()) : this.stopNow();
+    this.stopping = stopping;
+    void stopping.finally(() => {
+      if (this.stopping === stopping) this.stopping = undefined;
+    });
+    return stopping;
+  }
+
+  private async stopNow(): Promise<void> {
     this.generation++;
     this.failure = undefined;
-    if (this.cancelPendingDelay) this.cancelPendingDelay();
+    if (!this.disposed) this.setState('stopped'); // from now on: no longer there for new work
     const pending = this.pending;
     if (pending) await pending.catch(() => undefined);
     const session = this.session;
@@ -239,53 +252,35 @@ export class Daemon implements Disposable {
 
   private ensureSession(): Promise<Session> {
     if (this.disposed) return Promise.reject(new DaemonUnavailableError('The Ember extension is shutting down.'));
+    if (this.stopping) return this.stopping.then(() => this.ensureSession());
     if (this.session) return Promise.resolve(this.session);
     if (this.pending) return this.pending;
     // A new error each time: the first one was already reported through onDidFail.
     if (this.failure) return Promise.reject(new DaemonUnavailableError(this.failure.message));
-    return this.launch(0);
+    return this.launch();
   }
 
-  /** Starts a session after `delayMs`; `pending` covers the wait and the start. */
-  private launch(delayMs: number): Promise<Session> {
+  /** Starts a session; `pending` covers the start. */
+  private launch(): Promise<Session> {
     const generation = this.generation;
     this.setState('starting');
-    const promise = this.delay(delayMs)
-      .then(() => this.createSession())
-      .then(
-        (session) => {
-          this.pending = undefined;
-          this.session = session;
-          this.setState('running');
-          return session;
-        },
-        (error: unknown) => {
-          this.pending = undefined;
-          const failure =
-            error instanceof DaemonUnavailableError ? error : new DaemonUnavailableError(describeError(error));
-          if (generation === this.generation) this.fail(failure);
-          throw failure;
-        },
-      );
+    const promise = this.createSession().then(
+      (session) => {
+        this.pending = undefined;
+        this.session = session;
+        this.setState('running');
+        return session;
+      },
+      (error: unknown) => {
+        this.pending = undefined;
+        const failure =
+          error instanceof DaemonUnavailableError ? error : new DaemonUnavailableError(describeError(error));
+        if (generation === this.generation) this.fail(failure);
+        throw failure;
+      },
+    );
     this.pending = promise;
-    // A restart after a crash has nobody awaiting it yet; its failure is reported through fail().
-    promise.catch(() => undefined);
     return promise;
-  }
-
-  private delay(ms: number): Promise<void> {
-    if (ms <= 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.cancelPendingDelay = undefined;
-        resolve();
-      }, ms);
-      this.cancelPendingDelay = () => {
-        clearTimeout(timer);
-        this.cancelPendingDelay = undefined;
-        reject(new DaemonUnavailableError('The Ember daemon was stopped.'));
-      };
-    });
   }
 
   private async createSession(): Promise<Session> {
@@ -353,14 +348,7 @@ export class Daemon implements Disposable {
     session.connection = connection;
     connection.onNotification(StreamNotification, (params) => session.streams.get(params.id)?.(params));
     connection.onNotification(ProgressNotification, (params) => this.progressEmitter.fire(params));
-    if (this.options.traceMessages) {
-      await connection.trace(Trace.Verbose, {
-        log: (message: unknown, data?: string) => {
-          const text = typeof message === 'string' ? message : JSON.stringify(message);
-          logger.debug(data ? `${text}\n${data}` : text);
-        },
-      });
-    }
+    if (this.options.traceMessages) await this.applyTrace(connection);
     connection.listen();
 
     void exited.then(() => this.onExit(session, child.exitCode, child.signalCode));
@@ -401,6 +389,17 @@ export class Daemon implements Disposable {
     }
   }
 
+  /** Logs every JSON-RPC message when `traceMessages` is on (and stops when it is off). */
+  private async applyTrace(connection: MessageConnection): Promise<void> {
+    const { logger } = this.options;
+    await connection.trace(this.options.traceMessages ? Trace.Verbose : Trace.Off, {
+      log: (message: unknown, data?: string) => {
+        const text = typeof message === 'string' ? message : JSON.stringify(message);
+        logger.info(data ? `${text}\n${data}` : text);
+      },
+    });
+  }
+
   private onExit(session: Session, code: number | null, signal: NodeJS.Signals | null): void {
     const { logger } = this.options;
     const how = signal ? `signal ${signal}` : `exit code ${code}`;
@@ -424,9 +423,11 @@ export class Daemon implements Disposable {
       );
       return;
     }
-    const delayMs = Math.min(this.policy.initialDelayMs * 2 ** (this.crashes.length - 1), this.policy.maxDelayMs);
-    logger.info(`Restarting the Ember daemon in ${delayMs} ms (restart ${this.crashes.length} of ${this.policy.maxRestarts})`);
-    this.launch(delayMs);
+    // Not respawned at once: nothing may need it again, and the next request starts it.
+    logger.info(
+      `The next request starts it again (crash ${this.crashes.length} of ${this.policy.maxRestarts} allowed within ${Math.round(this.policy.windowMs / 1000)} s)`,
+    );
+    this.setState('stopped');
   }
 
   private fail(error: Error): void {

@@ -37,7 +37,8 @@ export function describeError(error: unknown): string {
       case ErrorCode.RequestCancelled:
         return 'Cancelled.';
       case ErrorCode.InputTooLong:
-        if (data && typeof data.tokens === 'number' && typeof data.limit === 'number') {
+        // The daemon's message may already give the numbers ("... is 9050 tokens; the model takes at most 8192").
+        if (data && typeof data.tokens === 'number' && typeof data.limit === 'number' && !error.message.includes(String(data.tokens))) {
           return `${error.message} (${data.tokens} tokens, the model takes ${data.limit})`;
         }
         return error.message;

@@ -1,22 +1,36 @@
-/** Wires the extension together: the daemon, the commands, the providers and the status item. */
+/**
+ * Wires the extension together: the daemon, the commands, the providers and the status item.
+ *
+ * Activation spawns nothing. The daemon starts with the first Ember command, or with the first
+ * inline completion in a language where `ember.complete.enabled` is on; the token count waits
+ * for it, or uses a shared daemon that is already running.
+ */
 import * as vscode from 'vscode';
 import { Daemon, DaemonOptions } from './daemon';
 import { restartDaemon, showLog, showStatus } from './daemonCommands';
 import { EmberInlineCompletionProvider } from './inlineCompletion';
 import { OUTPUT_SCHEME, OutputDocuments } from './outputView';
+import * as protocol from './protocol';
 import { ModelProgress } from './progress';
-import { Settings, readSettings } from './settings';
+import { Settings, readSettings, sharedProbeArgs } from './settings';
 import { TokenCountStatus } from './statusBar';
 import { Services, classify, summarize, translate } from './textCommands';
 import { showError } from './ui';
 
-let daemon: Daemon | undefined;
+let stopAll: (() => Promise<void>) | undefined;
+
+/** Where inline completions are offered: files, new files and notebook cells (not output views). */
+const COMPLETION_DOCUMENTS: vscode.DocumentFilter[] = [{ scheme: 'file' }, { scheme: 'untitled' }, { scheme: 'vscode-notebook-cell' }];
 
 /** What activate() returns: the extension's API for other extensions and for tests. */
 export interface EmberApi {
   daemon: Daemon;
   tokenCount: TokenCountStatus;
   inlineCompletion: EmberInlineCompletionProvider;
+  /** The folder of the extension's log files (the Ember output channel is `Ember.log` in it). */
+  logUri: vscode.Uri;
+  /** The request types to use with `daemon.request` (vscode-jsonrpc matches them by identity). */
+  protocol: typeof protocol;
 }
 
 export function activate(context: vscode.ExtensionContext): EmberApi {
@@ -28,27 +42,32 @@ export function activate(context: vscode.ExtensionContext): EmberApi {
   const optionsFor = (s: Settings): DaemonOptions => ({
     command: s.command,
     args: s.args,
-    cwd: vscode.workspace.workspaceFolders?.[0]?.uri.fsPath,
+    cwd: workspaceFolder(),
     logger: log,
     clientInfo: { name: 'ember-vscode', version },
     traceMessages: s.trace === 'messages',
   });
-  const current = new Daemon(optionsFor(settings));
-  daemon = current;
-  context.subscriptions.push({ dispose: () => void current.dispose() });
+  const sharedOptions = (): DaemonOptions | undefined => {
+    const args = sharedProbeArgs(settings.args);
+    return args && { ...optionsFor(settings), args, traceMessages: false };
+  };
+  const daemon = new Daemon(optionsFor(settings));
 
   const outputs = new OutputDocuments();
-  const services: Services = { daemon: current, log, settings: () => settings, outputs };
-  const tokenCount = new TokenCountStatus(current, () => settings, log);
-  const inlineCompletion = new EmberInlineCompletionProvider(current, () => settings, log);
+  const services: Services = { daemon, log, settings: () => settings, outputs };
+  const tokenCount = new TokenCountStatus(daemon, sharedOptions, () => settings, log);
+  const inlineCompletion = new EmberInlineCompletionProvider(daemon, () => settings, log);
+  stopAll = async () => {
+    await Promise.all([tokenCount.close(), daemon.dispose()]);
+  };
 
   context.subscriptions.push(
     outputs,
     tokenCount,
-    new ModelProgress(current, log),
-    current.onDidFail((error) => void showError(error, log, () => restartDaemon(services))),
+    new ModelProgress(daemon, log),
+    daemon.onDidFail((error) => void showError(error, log, () => restartDaemon(services))),
     vscode.workspace.registerTextDocumentContentProvider(OUTPUT_SCHEME, outputs),
-    vscode.languages.registerInlineCompletionItemProvider({ pattern: '**' }, inlineCompletion),
+    vscode.languages.registerInlineCompletionItemProvider(COMPLETION_DOCUMENTS, inlineCompletion),
     vscode.commands.registerCommand('ember.summarize', () => summarize(services)),
     vscode.commands.registerCommand('ember.translate', () => translate(services)),
     vscode.commands.registerCommand('ember.classify', () => classify(services)),
@@ -63,26 +82,31 @@ export function activate(context: vscode.ExtensionContext): EmberApi {
     vscode.workspace.onDidChangeConfiguration(async (e) => {
       if (!e.affectsConfiguration('ember')) return;
       settings = loadSettings(log);
-      tokenCount.schedule();
       try {
-        await current.reconfigure(optionsFor(settings));
+        // Restarts a running daemon when its command line changed; starts none.
+        await daemon.reconfigure(optionsFor(settings));
+        await tokenCount.reconfigure();
       } catch (error) {
         await showError(error, log);
       }
     }),
   );
-  return { daemon: current, tokenCount, inlineCompletion };
+  return { daemon, tokenCount, inlineCompletion, logUri: context.logUri, protocol };
 }
 
 /** VS Code waits for this promise: the daemon gets `shutdown` and `exit`. */
 export async function deactivate(): Promise<void> {
-  const stopping = daemon;
-  daemon = undefined;
-  await stopping?.dispose();
+  const stopping = stopAll;
+  stopAll = undefined;
+  await stopping?.();
+}
+
+function workspaceFolder(): string | undefined {
+  return vscode.workspace.workspaceFolders?.[0]?.uri.fsPath;
 }
 
 function loadSettings(log: vscode.LogOutputChannel): Settings {
-  const { settings, problems } = readSettings();
+  const { settings, problems } = readSettings(vscode.workspace.getConfiguration('ember'), workspaceFolder());
   if (problems.length > 0) {
     for (const problem of problems) log.warn(problem);
     void vscode.window.showWarningMessage(`Ember: ${problems.join(' ')}`);

@@ -1,14 +1,18 @@
 /**
  * Inline (ghost text) completions from `complete` with the text before and after the cursor.
  *
- * VS Code cancels the token of a request that a newer keystroke made stale; passing that token
- * to the request makes vscode-jsonrpc send `$/cancelRequest`, and a stale answer is never shown.
+ * Off unless `ember.complete.enabled` is on for the document's language, so a window where the
+ * user only edits never starts a daemon. Every request carries the document's URI as its
+ * `supersede` key: a newer request for the same document cancels the older one in the daemon,
+ * queued or running, so a burst of keystrokes never leaves work behind that nobody will read.
+ * VS Code also cancels the token of a request that a keystroke made stale; that sends
+ * `$/cancelRequest` at once. An answer that still arrives late is never shown.
  */
 import * as vscode from 'vscode';
 import type { Daemon } from './daemon';
 import { describeError, isCancelled } from './errors';
-import { Complete } from './protocol';
-import type { Settings } from './settings';
+import { Complete, supersedeKey } from './protocol';
+import { DEFAULTS, Settings, isBoolean } from './settings';
 
 /** Resolves true after `ms`, or false as soon as `token` is cancelled. */
 export function settle(ms: number, token: vscode.CancellationToken): Promise<boolean> {
@@ -27,6 +31,12 @@ export function settle(ms: number, token: vscode.CancellationToken): Promise<boo
   });
 }
 
+/** `ember.complete.enabled` for this document: the setting can differ per language. */
+export function completionEnabled(document: vscode.TextDocument): boolean {
+  const value = vscode.workspace.getConfiguration('ember', document).get<unknown>('complete.enabled');
+  return isBoolean(value) ? value : DEFAULTS.complete.enabled;
+}
+
 export class EmberInlineCompletionProvider implements vscode.InlineCompletionItemProvider {
   /** Bumped by each call: an answer to an older call is stale even if its token was not cancelled. */
   private latest = 0;
@@ -43,8 +53,8 @@ export class EmberInlineCompletionProvider implements vscode.InlineCompletionIte
     _context: vscode.InlineCompletionContext,
     token: vscode.CancellationToken,
   ): Promise<vscode.InlineCompletionItem[] | undefined> {
-    const { enabled, debounceMs, maxTokens, maxPrefixChars, maxSuffixChars } = this.settings().complete;
-    if (!enabled) return undefined;
+    if (!completionEnabled(document)) return undefined;
+    const { debounceMs, maxTokens, maxPrefixChars, maxSuffixChars } = this.settings().complete;
     const call = ++this.latest;
     if (!(await settle(debounceMs, token)) || call !== this.latest) return undefined;
 
@@ -57,7 +67,11 @@ export class EmberInlineCompletionProvider implements vscode.InlineCompletionIte
     if (prefix.trim() === '') return undefined;
 
     try {
-      const result = await this.daemon.request(Complete, { prefix, suffix, max_tokens: maxTokens }, token);
+      const result = await this.daemon.request(
+        Complete,
+        { prefix, suffix, max_tokens: maxTokens, supersede: supersedeKey(document.uri.toString()) },
+        token,
+      );
       const stale = token.isCancellationRequested || call !== this.latest || document.version !== version;
       if (stale || result.finish_reason === 'cancelled' || result.text === '') return undefined;
       return [new vscode.InlineCompletionItem(result.text, new vscode.Range(position, position))];

@@ -1,20 +1,13 @@
 /** `ember/progress` notifications shown as VS Code progress notifications, one per model. */
 import * as vscode from 'vscode';
 import type { Daemon } from './daemon';
+import { describeProgress } from './format';
 import type { ProgressParams } from './protocol';
 
 interface Shown {
   latest: ProgressParams;
   /** Set once the progress notification is up; before that only `latest` is kept. */
   apply?: (params: ProgressParams) => void;
-}
-
-export function describeProgress(p: ProgressParams): string {
-  const parts = [p.message || p.phase];
-  if (p.bytes !== null && p.total_bytes) {
-    parts.push(`${(p.bytes / 2 ** 20).toFixed(1)} of ${(p.total_bytes / 2 ** 20).toFixed(1)} MiB`);
-  }
-  return parts.join(': ');
 }
 
 export class ModelProgress implements vscode.Disposable {

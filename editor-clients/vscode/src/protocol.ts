@@ -4,6 +4,7 @@
  * Mirrors daemon/ember/wire.py (the protocol's single source of truth): keys are snake_case as on
  * the wire. Imports only vscode-jsonrpc, never `vscode`, so plain Node tests can use it.
  */
+import { createHash } from 'node:crypto';
 import {
   NotificationType,
   NotificationType0,
@@ -113,9 +114,16 @@ export interface CompleteParams extends GenerationOptions {
   messages?: Message[];
   prefix?: string;
   suffix?: string;
+  /** A key such as the document URI: a later `complete` from this client with the same key cancels this one. */
+  supersede?: string | null;
 }
 
 export type CompleteResult = GenerationResult;
+
+/** A `supersede` key for a document: its URI, hashed when longer than the daemon takes (4096). */
+export function supersedeKey(uri: string): string {
+  return uri.length <= 4096 ? uri : `sha256:${createHash('sha256').update(uri).digest('hex')}`;
+}
 
 export type SummaryForm = 'sentence' | 'paragraph' | 'bullets';
 export type SummaryLength = 'short' | 'medium' | 'long';

@@ -7,9 +7,10 @@ import type { Daemon } from './daemon';
 import { TextTarget, insertBelowTarget, replaceTarget, targetOf } from './editorText';
 import { describeError } from './errors';
 import type { OutputDocument, OutputDocuments } from './outputView';
+import { formatClassification, parseLabels, tail } from './format';
 import { Classify, ClassifyResult, Summarize, Translate } from './protocol';
-import type { Settings } from './settings';
-import { showError, tail, withCancellableProgress } from './ui';
+import { Settings, calibrateParam } from './settings';
+import { showError, withCancellableProgress } from './ui';
 
 /** What the command handlers need from the extension. */
 export interface Services {
@@ -70,7 +71,7 @@ export async function summarize(services: Services): Promise<string | undefined>
     return result.text;
   } catch (error) {
     output?.append(`\n\n(${describeError(error)})`);
-    await showError(error, services.log);
+    void showError(error, services.log);
     return undefined;
   }
 }
@@ -118,17 +119,9 @@ export async function translate(services: Services): Promise<string | undefined>
     else await replaceTarget(target, result.text);
     return result.text;
   } catch (error) {
-    await showError(error, services.log);
+    void showError(error, services.log);
     return undefined;
   }
-}
-
-/** Parses "a, b, c" into labels. */
-export function parseLabels(value: string): string[] {
-  return value
-    .split(',')
-    .map((l) => l.trim())
-    .filter((l) => l !== '');
 }
 
 async function askLabels(initial: string[]): Promise<string[] | undefined> {
@@ -143,15 +136,6 @@ async function askLabels(initial: string[]): Promise<string[] | undefined> {
   return labels.length >= 2 ? labels : undefined;
 }
 
-/** One line: the top label, then every label's score, highest first. */
-export function formatClassification(result: ClassifyResult): string {
-  const scores = [...result.scores]
-    .sort((a, b) => b.score - a.score)
-    .map((s) => `${s.label} ${(s.score * 100).toFixed(1)}%`)
-    .join(', ');
-  return `Ember: ${result.label} (${scores})`;
-}
-
 /** Classifies the target against the configured labels (or ones typed in). */
 export async function classify(services: Services): Promise<ClassifyResult | undefined> {
   const target = currentTarget('classify');
@@ -162,13 +146,13 @@ export async function classify(services: Services): Promise<ClassifyResult | und
   if (!labels) return undefined;
   try {
     const result = await withCancellableProgress('Ember: classifying…', (token) =>
-      services.daemon.request(Classify, { text: target.text, labels }, token),
+      services.daemon.request(Classify, { text: target.text, labels, calibrate: calibrateParam(configured.calibrate) }, token),
     );
     services.log.info(`classify: ${JSON.stringify(result.scores)} (${result.model})`);
     void vscode.window.showInformationMessage(formatClassification(result));
     return result;
   } catch (error) {
-    await showError(error, services.log);
+    void showError(error, services.log);
     return undefined;
   }
 }

@@ -7,7 +7,7 @@ const shown = new WeakSet<object>();
 
 /**
  * Shows the daemon's own message (never a raw object), with a way to the log and, where given,
- * a Restart button.
+ * a Restart button. Resolves once the user answered or dismissed it: commands do not wait for it.
  */
 export async function showError(
   error: unknown,
@@ -36,10 +36,4 @@ export function withCancellableProgress<T>(
     { location: vscode.ProgressLocation.Notification, title, cancellable: true },
     (progress, token) => task(token, progress),
   );
-}
-
-/** The last `max` characters of `text` on one line, for a progress message. */
-export function tail(text: string, max = 80): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length <= max ? flat : `…${flat.slice(flat.length - max + 1)}`;
 }

@@ -3,6 +3,9 @@
 --- Every request gets a generation number. Typing, moving or leaving insert mode bumps it and
 --- cancels the request in flight ($/cancelRequest), so a reply that still arrives (a daemon may
 --- finish a request before it sees the cancel) is recognised as stale and never shown.
+--- Every request also carries the buffer's URI as its `supersede` key: a new request for the same
+--- buffer replaces one still in flight in the daemon itself (which answers the old one -32800),
+--- so a burst of requests never queues work nobody will read.
 local config = require("ember.config")
 local daemon = require("ember.daemon")
 local log = require("ember.log")
@@ -124,12 +127,25 @@ local function show(buf, row, col, ccol, s)
   vim.api.nvim_exec_autocmds("User", { pattern = "EmberCompletionShown", modeline = false, data = { text = s } })
 end
 
+--- The buffer's `supersede` key: its URI, or a per-buffer key for a buffer without a name.
+function M.supersede_key(buf)
+  if vim.api.nvim_buf_get_name(buf) == "" then
+    return "nvim-buffer:" .. buf
+  end
+  return vim.uri_from_bufnr(buf)
+end
+
 --- Ask for a completion at the cursor now.
 ---@param opts { manual: boolean|nil }|nil manual: report errors and empty results to the user
 function M.request(opts)
   opts = opts or {}
   M.attach()
-  M.dismiss()
+  stop_timer()
+  clear_ghost()
+  local replaced, replaced_buf = st.req, st.req_pos and st.req_pos.buf
+  st.gen = st.gen + 1
+  st.req = nil
+  st.req_pos = nil
   local buf, row, col = cursor()
   local ccol = col
   if not in_insert() then
@@ -151,6 +167,7 @@ function M.request(opts)
     temperature = o.temperature,
     stop = o.stop,
     model = o.model,
+    supersede = M.supersede_key(buf),
   }, function(err, result)
     if gen ~= st.gen then
       return -- superseded
@@ -178,6 +195,13 @@ function M.request(opts)
     end
     show(buf, row, col, ccol, s)
   end)
+  if replaced then
+    if st.req and replaced_buf == buf then
+      daemon.forget(replaced) -- the new request, already sent, superseded it in the daemon
+    else
+      daemon.cancel(replaced)
+    end
+  end
   return st.req
 end
 

@@ -297,6 +297,18 @@ function M.cancel(req)
   end
 end
 
+--- Stop waiting for `req` without telling the daemon: for a request that a newer one with the
+--- same `supersede` key replaced there (the daemon answers it -32800, which never reaches us).
+---@param req ember.Request|nil
+function M.forget(req)
+  if req and not req.done then
+    req.done = true
+    if state.pending[req.id] == req then
+      state.pending[req.id] = nil
+    end
+  end
+end
+
 function M.notify(method, params)
   if M.is_running() then
     return state.client.notify(method, params)

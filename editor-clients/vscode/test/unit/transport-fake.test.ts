@@ -1,13 +1,14 @@
 /**
- * The transport's failure paths, against the fake daemon (test/fake-daemon.ts): crashes, a
- * daemon that cannot start, a flood on stderr, errors with data, progress notifications.
+ * The transport (daemon.ts) on paths the real daemon cannot be made to take on demand, against
+ * the fake daemon (test/unit/fake-daemon.ts): crashes, a daemon that cannot start, a flood on
+ * stderr, errors with data, progress notifications, concurrent streams.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { CancellationTokenSource } from 'vscode-jsonrpc/node';
-import { Daemon, DaemonOptions } from '../src/daemon';
-import { DaemonUnavailableError, describeError, isTransportError } from '../src/errors';
-import { Complete, DaemonStatus, ProgressParams, Tokenize, Translate } from '../src/protocol';
+import { Daemon, DaemonOptions } from '../../src/daemon';
+import { DaemonUnavailableError, describeError, isTransportError } from '../../src/errors';
+import { Complete, DaemonStatus, ProgressParams, Tokenize, Translate } from '../../src/protocol';
 import { MemoryLogger, fakeDaemon, next } from './helpers';
 
 const TIMEOUT = { timeout: 30_000 };
@@ -17,33 +18,38 @@ function makeDaemon(switches: string[], extra: Partial<DaemonOptions> = {}): { d
   const daemon = new Daemon({
     ...fakeDaemon(...switches),
     logger,
-    restart: { maxRestarts: 2, initialDelayMs: 1, maxDelayMs: 4 },
+    restart: { maxRestarts: 2 },
     ...extra,
   });
   return { daemon, logger };
 }
 
 describe('transport failure paths (fake daemon)', () => {
-  it('restarts after crashes, then gives up after maxRestarts and says so', TIMEOUT, async () => {
+  it('after a crash, the next request starts a new daemon; after too many it stays down and says so', TIMEOUT, async () => {
     const { daemon, logger } = makeDaemon(['--crash-after', '0']);
     const failures: Error[] = [];
     daemon.onDidFail((e) => failures.push(e));
+    const pids = new Set<number>();
     for (let crash = 1; crash <= 3; crash++) {
       await daemon.start();
-      const settled = crash <= 2 ? next(daemon.onDidChangeState, (s) => s === 'running') : next(daemon.onDidChangeState, (s) => s === 'failed');
+      pids.add(daemon.pid!);
+      const settled = next(daemon.onDidChangeState, (s) => s === 'stopped' || s === 'failed');
       const error = await daemon.request(Tokenize, { text: 'boom' }).then(
         () => assert.fail('the fake answered'),
         (e: unknown) => e,
       );
       assert.ok(isTransportError(error), `a transport error, got ${String(error)}`);
       assert.match(describeError(error), /stopped before it answered/);
-      await settled;
+      // Nothing is respawned until a request needs it; the third crash exceeds maxRestarts (2).
+      assert.equal(await settled, crash <= 2 ? 'stopped' : 'failed');
+      assert.equal(daemon.pid, undefined);
     }
-    assert.equal(daemon.state, 'failed');
+    assert.equal(pids.size, 3, 'each start was a new process');
+    assert.equal(logger.lines.filter((l) => l.includes('Starting')).length, 3);
     assert.equal(failures.length, 1);
     assert.match(failures[0].message, /crashed 3 times/);
     await assert.rejects(daemon.request(Tokenize, { text: 'x' }), DaemonUnavailableError);
-    assert.ok(logger.lines.some((l) => l.includes('restart 2 of 2')));
+    assert.equal(logger.lines.filter((l) => l.includes('Starting')).length, 3, 'a failed daemon is not respawned by a request');
 
     // An explicit restart clears the failure.
     await daemon.restart();
@@ -62,6 +68,13 @@ describe('transport failure paths (fake daemon)', () => {
     assert.equal(logger.lines.filter((l) => l.includes('Starting')).length, 1);
     assert.ok(logger.lines.some((l) => l.includes('[daemon] fake daemon: failing at start')), 'stderr reached the log');
     await daemon.dispose();
+  });
+
+  it('stops with shutdown and exit, and the daemon exits with code 0', TIMEOUT, async () => {
+    const { daemon, logger } = makeDaemon([]);
+    await daemon.start();
+    await daemon.dispose();
+    assert.ok(logger.lines.some((l) => l.includes('Ember daemon stopped (exit code 0)')), logger.lines.join('\n'));
   });
 
   it('reports a command that does not exist', TIMEOUT, async () => {
@@ -148,6 +161,36 @@ describe('transport failure paths (fake daemon)', () => {
     const samePid = daemon.pid;
     await daemon.reconfigure({ ...fakeDaemon('--slow', '1'), logger });
     assert.equal(daemon.pid, samePid);
+    // The message trace is switched on the live connection, without a restart.
+    await daemon.reconfigure({ ...fakeDaemon('--slow', '1'), logger, traceMessages: true });
+    assert.equal(daemon.pid, samePid);
+    await daemon.request(Tokenize, { text: 'traced' });
+    assert.ok(logger.lines.some((l) => l.includes("Sending request 'tokenize")), 'the request was traced');
+    await daemon.dispose();
+  });
+
+  it('a request made while the daemon stops waits for it, then starts a new one', TIMEOUT, async () => {
+    const { daemon, logger } = makeDaemon([]);
+    await daemon.start();
+    const oldPid = daemon.pid;
+    const stopping = daemon.stop();
+    assert.equal(daemon.state, 'stopped', 'a stopping daemon takes no new work');
+    const result = await daemon.request(Tokenize, { text: 'after the stop' });
+    await stopping;
+    assert.equal(result.count, 3);
+    assert.notEqual(daemon.pid, oldPid);
+    const order = logger.lines.filter((l) => /Starting|daemon stopped/.test(l)).map((l) => (l.includes('Starting') ? 'start' : 'stop'));
+    assert.deepEqual(order, ['start', 'stop', 'start'], 'the old daemon was gone before the new one started');
+    await daemon.dispose();
+  });
+
+  it('starts nothing when reconfigured while stopped', TIMEOUT, async () => {
+    const { daemon, logger } = makeDaemon([]);
+    await daemon.reconfigure({ ...fakeDaemon('--slow', '1'), logger });
+    assert.equal(daemon.state, 'stopped');
+    assert.equal(logger.lines.filter((l) => l.includes('Starting')).length, 0);
+    await daemon.start();
+    assert.ok(logger.lines.some((l) => l.includes('fake-daemon.js --slow 1')), 'the next start uses the new command line');
     await daemon.dispose();
   });
 });

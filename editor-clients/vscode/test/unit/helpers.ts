@@ -1,21 +1,9 @@
-/** Shared by the tests: where the daemons are, and a logger that can be awaited. */
+/** Shared by the unit tests: the fake daemon, and a logger that can be awaited. */
 import * as path from 'node:path';
 import { Emitter, Event } from 'vscode-jsonrpc/node';
-import type { Logger } from '../src/daemon';
+import type { Logger } from '../../src/daemon';
 
-/** The extension folder (the tests run from out/). */
-export const EXTENSION_ROOT = path.resolve(__dirname, '..');
-
-/**
- * The real `ember` executable: $EMBER_CMD, or the repository's venv. A path is made absolute
- * (relative to the extension folder); a bare name is looked up on PATH.
- */
-export function emberCommand(): string {
-  const configured = process.env.EMBER_CMD || '../../.venv/bin/ember';
-  return configured.includes('/') ? path.resolve(EXTENSION_ROOT, configured) : configured;
-}
-
-/** The fake daemon (test/fake-daemon.ts, built next to the tests) as command and arguments. */
+/** The fake daemon (test/unit/fake-daemon.ts, built next to the tests) as command and arguments. */
 export function fakeDaemon(...switches: string[]): { command: string; args: string[] } {
   return { command: process.execPath, args: [path.join(__dirname, 'fake-daemon.js'), ...switches] };
 }
@@ -60,7 +48,7 @@ export class MemoryLogger implements Logger {
   }
 }
 
-/** Any event: vscode-jsonrpc's, or the stub vscode module's. */
+/** Any event with vscode-jsonrpc's shape. */
 type AnyEvent<T> = (listener: (e: T) => unknown) => { dispose(): unknown };
 
 /** Resolves with the next event that satisfies `predicate`. */

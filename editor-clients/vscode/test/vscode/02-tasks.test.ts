@@ -1,0 +1,217 @@
+/**
+ * The commands against the real daemon and its offline model (SmolLM2-135M). The model is small:
+ * the tests check that each command does its job in the editor (text streams in, the selection is
+ * replaced, the scores are shown, counts match the daemon's), never what the text says.
+ */
+import assert from 'node:assert/strict';
+import * as vscode from 'vscode';
+import type { EmberApi } from '../../src/extension';
+import type { ClassifyResult } from '../../src/protocol';
+import {
+  driver,
+  ember,
+  logMark,
+  logged,
+  notificationMark,
+  notified,
+  openFile,
+  select,
+  setSetting,
+  waitFor,
+  watchNotifications,
+} from './driver';
+
+/** The last `method` request in the trace, with its params (ember.trace = messages). */
+function tracedParams(log: string, method: string): Record<string, unknown> {
+  const sent = [...log.matchAll(new RegExp(`Sending request '${method} - \\((\\d+)\\)'\\.\\nParams: (\\{[\\s\\S]*?\\n\\})`, 'g'))];
+  assert.ok(sent.length > 0, `a traced ${method} request`);
+  return JSON.parse(sent.at(-1)![2]) as Record<string, unknown>;
+}
+
+describe('tasks against the real daemon', () => {
+  let api: EmberApi;
+
+  before(async () => {
+    api = await ember();
+    await watchNotifications();
+    await setSetting('summarize.maxTokens', 48);
+    await setSetting('translate.maxTokens', 32);
+  });
+  after(async () => {
+    await setSetting('summarize.maxTokens', undefined);
+    await setSetting('translate.maxTokens', undefined);
+  });
+
+  it('Summarize starts the daemon and streams the summary into a document beside the editor; Insert puts it below', async () => {
+    assert.equal(api.daemon.state, 'stopped', 'no daemon before the first command');
+    const source =
+      'The meeting covered the budget for next year. Costs for servers will rise by ten percent. ' +
+      'The team agreed to move the nightly builds to a cheaper machine and to review the plan in March.';
+    const editor = await openFile('notes.txt', `${source}\nKeep this line.`);
+    select(editor, 0, source.length);
+    const versions: string[] = [];
+    const listener = vscode.workspace.onDidChangeTextDocument((e) => {
+      if (e.document.uri.scheme === 'ember') versions.push(e.document.getText());
+    });
+    try {
+      const summarizing = vscode.commands.executeCommand<string | undefined>('ember.summarize');
+      await driver('click', { notification: 'summary ready', button: 'Insert', timeoutMs: 170_000 }, 180_000);
+      const text = await summarizing;
+      assert.ok(text && text.trim().length > 0, 'a summary came back');
+      const view = vscode.window.visibleTextEditors.find((e) => e.document.uri.scheme === 'ember');
+      assert.ok(view, 'the summary is shown in an ember: document');
+      assert.match(view.document.uri.path, /Summary of notes\.txt/);
+      assert.equal(view.viewColumn, vscode.ViewColumn.Two, 'beside the editor');
+      assert.equal(view.document.getText(), text);
+      const partial = versions.filter((v) => v.length > 0 && v.length < text.length && text.startsWith(v));
+      assert.ok(partial.length >= 2, `streamed: ${partial.length} partial versions before the whole`);
+      assert.equal(editor.document.getText(), `${source}\n${text}\nKeep this line.`);
+    } finally {
+      listener.dispose();
+    }
+  });
+
+  it('showed the model load as a progress notification', async () => {
+    const { seen } = await driver<{ seen: string[] }>('notifications');
+    assert.ok(
+      seen.some((t) => /^Ember: default: .*(loading|converting)/i.test(t)),
+      `a progress notification for the model in ${JSON.stringify(seen)}`,
+    );
+    await logged(api, /default: ready 100%/);
+  });
+
+  it('Translate replaces the selection with the translation, in one edit that Undo takes back', async () => {
+    const original = 'Good morning, my friend.\nKeep this line.';
+    const editor = await openFile('greeting.txt', original);
+    select(editor, 0, 24);
+    const translating = vscode.commands.executeCommand<string | undefined>('ember.translate');
+    await driver('quickInput', { text: 'French' });
+    const text = await translating;
+    assert.ok(text && text.length > 0, 'a translation came back');
+    assert.equal(editor.document.getText(), `${text}\nKeep this line.`);
+    await vscode.window.showTextDocument(editor.document);
+    await vscode.commands.executeCommand('undo');
+    assert.equal(editor.document.getText(), original);
+  });
+
+  it('Translate inserts below the line with ember.translate.mode "insertBelow", in a language typed in', async () => {
+    await setSetting('translate.mode', 'insertBelow');
+    try {
+      const editor = await openFile('thanks.txt', 'Thank you very much.\nNext line.');
+      select(editor, 3); // no selection: the cursor's line
+      const translating = vscode.commands.executeCommand<string | undefined>('ember.translate');
+      await driver('quickInput', { text: 'Other' });
+      await driver('quickInput', { text: 'Spanish' });
+      const text = await translating;
+      assert.ok(text && text.length > 0);
+      assert.equal(editor.document.getText(), `Thank you very much.\n${text}\nNext line.`);
+    } finally {
+      await setSetting('translate.mode', undefined);
+    }
+  });
+
+  it('Cancel on the progress notification stops the translation and edits nothing', async () => {
+    await setSetting('translate.maxTokens', 400);
+    try {
+      const original = 'Write a very long story about a dragon and a knight who became friends in a small village.';
+      const editor = await openFile('cancel.txt', original);
+      select(editor, 0, original.length);
+      const mark = logMark(api);
+      const translating = vscode.commands.executeCommand<string | undefined>('ember.translate');
+      await driver('quickInput', { text: 'German' });
+      await driver('click', { notification: 'translating into German', button: 'Cancel' });
+      assert.equal(await translating, undefined);
+      assert.equal(editor.document.getText(), original);
+      await logged(api, /Cancelling request \d+ \(translate\)/, mark);
+      const { seen } = await driver<{ seen: string[] }>('notifications');
+      assert.ok(!seen.some((t) => /Cancelled/.test(t)), 'a cancel is not reported as an error');
+    } finally {
+      await setSetting('translate.maxTokens', 32);
+    }
+  });
+
+  it('Translate does not overwrite text that was edited while it worked', async () => {
+    const original = 'The weather is nice today.';
+    const editor = await openFile('edited.txt', original);
+    select(editor, 0, original.length);
+    const since = await notificationMark();
+    const translating = vscode.commands.executeCommand<string | undefined>('ember.translate');
+    await driver('quickInput', { text: 'Italian' });
+    await notified(/translating into Italian/, since);
+    const edit = new vscode.WorkspaceEdit();
+    edit.insert(editor.document.uri, new vscode.Position(0, 0), '1. ');
+    await vscode.workspace.applyEdit(edit);
+    await translating;
+    assert.equal(editor.document.getText(), `1. ${original}`);
+    await notified(/the text changed while Ember was working; nothing was replaced/, since);
+  });
+
+  it('a daemon error reaches the user as its message, with Show Log, and nothing is edited', async () => {
+    const long = `${'word '.repeat(9000).trim()}.`;
+    const editor = await openFile('long.txt', long);
+    select(editor, 0, long.length);
+    const since = await notificationMark();
+    const translating = vscode.commands.executeCommand('ember.translate');
+    await driver('quickInput', { text: 'French' });
+    await translating;
+    const message = await notified(/^Ember: .*\d+ tokens; the model takes at most \d+/, since);
+    assert.match(message, /Show Log/);
+    assert.doesNotMatch(message, /\{|\[object|Traceback/, 'readable');
+    assert.equal(editor.document.getText(), long);
+  });
+
+  it('Classify shows the top label with every score, and sends calibrate only when it is set', async () => {
+    await setSetting('trace', 'messages');
+    try {
+      const text = 'I love this editor, it is wonderful and fast!';
+      const editor = await openFile('review.txt', text);
+      select(editor, 0, text.length);
+      const since = await notificationMark();
+      let mark = logMark(api);
+      const result = await vscode.commands.executeCommand<ClassifyResult>('ember.classify');
+      const message = await notified(new RegExp(`^Ember: ${result.label} \\(`), since);
+      for (const { label, score } of result.scores) assert.ok(message.includes(`${label} ${(score * 100).toFixed(1)}%`), `${label} in "${message}"`);
+      assert.deepEqual(result.scores.map((s) => s.label).sort(), ['negative', 'neutral', 'positive']);
+      const sent = tracedParams(await logged(api, /Sending request 'classify/, mark), 'classify');
+      assert.ok(!('calibrate' in sent), `no calibrate in ${JSON.stringify(sent)}: the daemon decides`);
+
+      await setSetting('classify.calibrate', 'on');
+      mark = logMark(api);
+      const calibrated = await vscode.commands.executeCommand<ClassifyResult>('ember.classify');
+      assert.equal(tracedParams(await logged(api, /Sending request 'classify/, mark), 'classify').calibrate, true);
+      assert.equal(calibrated.calibrated, true);
+    } finally {
+      await setSetting('classify.calibrate', undefined);
+      await setSetting('trace', undefined);
+    }
+  });
+
+  it('the status bar shows the token count of the selection and follows it', async () => {
+    const editor = await openFile('count.txt', 'Hello world, how are you today?');
+    select(editor, 0, 11);
+    const part = await api.daemon.request(api.protocol.Tokenize, { text: 'Hello world' });
+    const item = await waitFor('the count of the selection', async () => {
+      const s = await driver<{ text: string } | null>('statusBar', { entry: 'ember.tokenCount' });
+      return s?.text.includes(`${part.count} tokens · ${part.model}`) && s;
+    });
+    assert.ok(item);
+    const whole = await api.daemon.request(api.protocol.Tokenize, { text: editor.document.getText() });
+    assert.notEqual(whole.count, part.count);
+    select(editor, 5); // no selection: the whole document
+    await waitFor('the count of the document', async () => {
+      const s = await driver<{ text: string } | null>('statusBar', { entry: 'ember.tokenCount' });
+      return s?.text.includes(`${whole.count} tokens · ${whole.model}`);
+    });
+  });
+
+  it('Status shows the daemon and its models; Show Details opens the rest beside the editor', async () => {
+    const since = await notificationMark();
+    const status = await vscode.commands.executeCommand<{ pid: number }>('ember.status');
+    assert.equal(status.pid, (await api.daemon.request(api.protocol.DaemonStatus)).pid);
+    await notified(/^Ember \S+: \d+ requests served, queue \d+; loaded: default \[Show Details\]$/, since);
+    await driver('click', { notification: 'requests served', button: 'Show Details' });
+    const view = await waitFor('the status document', () => vscode.window.visibleTextEditors.find((e) => /Ember status/.test(e.document.uri.path)));
+    await waitFor('its text', () => /Memory: rss_bytes: [\d.]+ MiB/.test(view.document.getText()));
+    assert.match(view.document.getText(), /Models: default: causal-lm/);
+  });
+});
