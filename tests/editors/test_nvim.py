@@ -107,6 +107,7 @@ FAKE_CASES = [
     "setup: invalid and unknown options are reported and defaults kept",
     "command: :Ember completes its subcommands and languages",
     "docs: every option, subcommand and highlight group is in doc/ember.txt",
+    "complete: the prefix window starts on a line that stays put while typing",
     "daemon: initialize carries this Neovim's pid",
     "daemon: a crashed daemon is restarted and works again",
     "daemon: gives up after max_retries crashes in a row",

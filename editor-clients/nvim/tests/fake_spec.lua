@@ -129,6 +129,30 @@ H.case("docs: every option, subcommand and highlight group is in doc/ember.txt",
   H.ok(#tags > 40, "tags: " .. #tags)
 end)
 
+H.case("complete: the prefix window starts on a line that stays put while typing", function()
+  local complete = require("ember.complete")
+  local buf = vim.api.nvim_create_buf(false, true)
+  local lines = {}
+  for i = 1, 400 do
+    lines[i] = string.format("line %03d of the file", i) -- 20 bytes + newline
+  end
+  vim.api.nvim_buf_set_lines(buf, 0, -1, false, lines)
+  local starts = {}
+  for col = 0, 19 do -- typing along line 300
+    local prefix = complete.context(buf, 300, col, 4000, 200)
+    H.ok(#prefix <= 4000, "within max_prefix: " .. #prefix)
+    H.ok(prefix:sub(-col - 1, -col - 1) == "\n" or col == 0, "ends at the cursor")
+    H.eq("line", prefix:sub(1, 4), "starts at a line start")
+    starts[prefix:sub(1, 8)] = true
+  end
+  H.eq(1, vim.tbl_count(starts), "one window start for the whole line: " .. vim.inspect(starts))
+  local near_top = complete.context(buf, 3, 5, 4000, 200)
+  H.eq("line 001", near_top:sub(1, 8), "the whole file while it fits")
+  local prefix, suffix = complete.context(buf, 399, 4, 4000, 30)
+  H.eq(" 399 of the file", suffix, "the suffix is cut at a line end")
+  H.ok(#prefix > 4000 - complete.WINDOW_STEP, "at least max_prefix minus one step: " .. #prefix)
+end)
+
 H.case("daemon: initialize carries this Neovim's pid", function()
   local rec = use_fake()
   local init = received(rec, "initialize")

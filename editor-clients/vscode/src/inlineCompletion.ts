@@ -10,6 +10,7 @@
  */
 import * as vscode from 'vscode';
 import type { Daemon } from './daemon';
+import { prefixStart } from './completionWindow';
 import { describeError, isCancelled } from './errors';
 import { Complete, supersedeKey } from './protocol';
 import { DEFAULTS, Settings, isBoolean } from './settings';
@@ -60,9 +61,13 @@ export class EmberInlineCompletionProvider implements vscode.InlineCompletionIte
 
     const version = document.version;
     const offset = document.offsetAt(position);
-    const prefixStart = document.positionAt(Math.max(0, offset - maxPrefixChars));
+    const start = prefixStart(offset, maxPrefixChars, (at) => {
+      const pos = document.positionAt(at);
+      if (pos.character === 0 || pos.line + 1 >= document.lineCount) return at;
+      return Math.min(offset, document.offsetAt(new vscode.Position(pos.line + 1, 0)));
+    });
     const suffixEnd = document.positionAt(offset + maxSuffixChars);
-    const prefix = document.getText(new vscode.Range(prefixStart, position));
+    const prefix = document.getText(new vscode.Range(document.positionAt(start), position));
     const suffix = document.getText(new vscode.Range(position, suffixEnd));
     if (prefix.trim() === '') return undefined;
 

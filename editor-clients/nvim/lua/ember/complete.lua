@@ -37,12 +37,24 @@ local function cursor()
   return vim.api.nvim_get_current_buf(), pos[1], pos[2]
 end
 
---- Text before and after (row, col), at most `max_prefix` / `max_suffix` characters, cut at
---- line starts and ends so that the model sees whole lines.
+-- The prefix window's start moves in steps this long (bytes), so it stays put while the user
+-- types: the daemon then reuses the KV state of everything before the edit (PROTOCOL.md).
+M.WINDOW_STEP = 1024
+
+--- Text before and after (row, col): the prefix from a line start at most `max_prefix` bytes back,
+--- on a `WINDOW_STEP` boundary (so it does not slide with every keystroke); the suffix up to
+--- `max_suffix` bytes, cut at a line end, so that the model sees whole lines.
 function M.context(buf, row, col, max_prefix, max_suffix)
   local count = vim.api.nvim_buf_line_count(buf)
-  -- Lines hold at least one character each, so this many lines always suffice.
-  local first = math.max(0, row - 1 - max_prefix)
+  local here = vim.api.nvim_buf_get_offset(buf, row - 1) + col
+  local earliest = math.max(0, here - max_prefix)
+  if earliest > 0 then
+    earliest = earliest + (M.WINDOW_STEP - earliest % M.WINDOW_STEP) % M.WINDOW_STEP
+  end
+  local first = row - 1
+  while first > 0 and vim.api.nvim_buf_get_offset(buf, first - 1) >= earliest do
+    first = first - 1
+  end
   local last = math.min(count, row + max_suffix)
   local before = vim.api.nvim_buf_get_lines(buf, first, row, false)
   local after = vim.api.nvim_buf_get_lines(buf, row - 1, last, false)
@@ -51,10 +63,8 @@ function M.context(buf, row, col, max_prefix, max_suffix)
   after[1] = current:sub(col + 1)
   local prefix = table.concat(before, "\n")
   local suffix = table.concat(after, "\n")
-  if #prefix > max_prefix then
-    local cut = prefix:sub(-max_prefix)
-    local nl = cut:find("\n", 1, true)
-    prefix = nl and cut:sub(nl + 1) or cut
+  if #prefix > max_prefix then -- one line longer than the window: keep its end
+    prefix = prefix:sub(-max_prefix)
   end
   if #suffix > max_suffix then
     local cut = suffix:sub(1, max_suffix)
