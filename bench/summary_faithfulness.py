@@ -16,8 +16,9 @@ Measures, per form (docs/summarize.md explains them):
   paragraph, no list; bullets: 3 to 5 lines, each starting with "- ");
 - length: summary words / source words.
 
-`--variant` runs prompt variants side by side (see VARIANTS; each sets summarize.SYSTEM, USER, FORMS
-or PREFILL); "current" is the shipped prompt, "original" the one before this bench existed.
+`--variant` runs variants side by side (see VARIANTS; each sets summarize.SYSTEM, USER, FORMS or
+PREFILL): "current" is the shipped task, "plain-generation" the same prompt without the clean-up of
+the answer (lead-ins, the one-sentence cut, bullets), as summarize worked before.
 Choose on the dev split, then report on the test split.
 """
 
@@ -139,16 +140,8 @@ def form_ok(summary: str, form: str) -> bool:
 
 VARIANTS: dict[str, dict] = {
     "current": {},
-    "original": {  # the prompt before this measurement
-        "SYSTEM": ("You are a precise assistant that writes faithful summaries. Use only facts from "
-                   "the text. Reply with the summary only."),
-        "USER": "Summarize the following text {form}.\n\n{text}",
-        "FORMS": {
-            "sentence": "in one sentence",
-            "paragraph": "in one short paragraph",
-            "bullets": "as three to five short bullet points, each starting with '- '",
-        },
-        "PREFILL": {},
+    "plain-generation": {  # the current prompt, the model's text as generated (no clean-up)
+        "_generate_answer": "plain",
     },
     "text-first": {
         "USER": "{text}\n\nSummarize the text above {form}.",
@@ -173,6 +166,13 @@ VARIANTS: dict[str, dict] = {
         },
         "PREFILL": {"bullets": "- "},
     },
+    "word-limits": {
+        "FORMS": {
+            "sentence": "in one sentence of at most 30 words",
+            "paragraph": "in one short paragraph of at most 60 words",
+            "bullets": "as three to five short bullet points, each starting with '- '",
+        },
+    },
     "default-system": {  # the model's own system prompt, the rules in the user turn
         "SYSTEM": None,
         "USER": "Summarize the following text {form}. Use only facts from the text. Reply with the "
@@ -184,10 +184,20 @@ VARIANTS: dict[str, dict] = {
 def apply_variant(name: str) -> dict:
     from ember.tasks import summarize
 
-    saved = {k: getattr(summarize, k) for k in ("SYSTEM", "USER", "FORMS", "PREFILL")}
+    saved = {k: getattr(summarize, k) for k in ("SYSTEM", "USER", "FORMS", "PREFILL",
+                                                 "_generate_answer")}
     for key, value in VARIANTS[name].items():
-        setattr(summarize, key, value)
+        setattr(summarize, key, _plain_generation if value == "plain" else value)
     return saved
+
+
+def _plain_generation(lm, prompt_ids, params, ctx, max_new, form, stream):
+    """What summarize did before its answers were cleaned: the generated text, stripped."""
+    from ember.tasks import summarize
+
+    gen = summarize.generate(lm, prompt_ids, params, ctx, max_new, stream=stream)
+    gen.text = gen.text.strip()
+    return gen
 
 
 def evaluate(lm, rows: list[dict], forms: list[str], show: bool) -> dict:

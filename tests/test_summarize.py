@@ -63,6 +63,7 @@ def test_split_sentences_counts_bullets_and_lines():
     ("Here are the key points:\n- a\n- b", "- a\n- b"),
     ("This is a plan to build a library.", "This is a plan to build a library."),
     ("  The council voted.", "The council voted."),
+    ("Hi all,\n\nThe office is closed on Friday.", "The office is closed on Friday."),
 ])
 def test_lead_ins_are_dropped(text, answer):
     assert text[answer_start(text):] == answer
@@ -72,6 +73,8 @@ def test_a_lead_in_is_undecided_until_it_ends():
     assert answer_start("Here is a", complete=False) is None
     assert answer_start("Here is a one-sentence summary of the text.", complete=False) is None
     assert answer_start("The city council of Springfield voted on", complete=False) == 0
+    assert answer_start("Team sync. Present: Ana, Bilal and Chen", complete=False) == 0
+    assert answer_start("The main points of the text are:", complete=False) is None
 
 
 # -- the streamed answer ------------------------------------------------------------------------

@@ -109,9 +109,11 @@ def split_sentences(text: str) -> list[str]:
     return out
 
 
-# A lead-in on its own line: ends with ":", a Markdown heading, or a bold or bare "Summary".
+# A lead-in on its own line: ends with ":", a Markdown heading, a bold or bare "Summary", or a
+# greeting copied from a letter ("Hi all,").
 _PREAMBLE_LINE = re.compile(
-    r"^(?:.*:|#+\s.*|\*\*[^*\n]+\*\*:?|(?:one-sentence |short |brief )?summary)$", re.I)
+    r"^(?:.*:|#+\s.*|\*\*[^*\n]+\*\*:?|(?:one-sentence |short |brief )?summary"
+    r"|(?:hi|hello|hey|dear|greetings|good (?:morning|afternoon|evening))\b[^\n.!?]{0,40}[,!])$", re.I)
 # A lead-in that the answer follows on the same line.
 _PREAMBLE_LEAD = re.compile(
     r"^(?:(?:sure|certainly|of course|okay|ok|absolutely)\b[,!.]?\s*"
@@ -146,9 +148,9 @@ def answer_start(text: str, complete: bool = True) -> int | None:
         if complete or newline >= 0:
             return pos
         words = len(line.split())
-        if _OPENER.match(line) or line.rstrip().endswith(":"):
+        if line.rstrip().endswith(":"):
+            return None  # a line break may follow
+        if _OPENER.match(line):
             # "Here is a summary of the article" may still end with ":".
             return pos if words >= 24 else None
-        if ":" in line or words < 6:
-            return None  # "Summary of the text:" or too short to tell
-        return pos
+        return None if words < 6 else pos  # "The key points:" is still to come
