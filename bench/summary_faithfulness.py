@@ -166,6 +166,13 @@ VARIANTS: dict[str, dict] = {
         },
         "PREFILL": {"bullets": "- "},
     },
+    "main-points": {
+        "FORMS": {
+            "sentence": "in one sentence that covers its main points",
+            "paragraph": "in one short paragraph that covers its main points",
+            "bullets": "as three to five short bullet points, each starting with '- '",
+        },
+    },
     "word-limits": {
         "FORMS": {
             "sentence": "in one sentence of at most 30 words",

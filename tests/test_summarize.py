@@ -59,6 +59,7 @@ def test_split_sentences_counts_bullets_and_lines():
     ("Here is a one-sentence summary:\n\nThe council voted.", "The council voted."),
     ("Sure! Here's a summary of the text: The council voted.", "The council voted."),
     ("Summary: The council voted.", "The council voted."),
+    ('The summary is: "The council voted."', 'The council voted."'),
     ("**Summary**\nThe council voted.", "The council voted."),
     ("Here are the key points:\n- a\n- b", "- a\n- b"),
     ("This is a plan to build a library.", "This is a plan to build a library."),

@@ -119,8 +119,8 @@ _PREAMBLE_LEAD = re.compile(
     r"^(?:(?:sure|certainly|of course|okay|ok|absolutely)\b[,!.]?\s*"
     r"|(?:here(?:'s| is| are)|below is|this is|the following is)\b[^\n:.]{0,100}?"
     r"\b(?:summary|summari[sz]ed|overview|points|sentence|version)\b[^\n:.]{0,60}[:.]\s*"
-    r"|(?:(?:a |the )?(?:one-sentence |short |brief )?summary(?: of [^\n:]{0,60})?"
-    r"|tl;?dr|in (?:one|a single) sentence|in summary|to summarize|to sum up)\s*[:,]\s*)",
+    r"|(?:(?:a |the )?(?:one-sentence |short |brief )?summary(?: of [^\n:]{0,60})?(?: is| reads)?"
+    r"|tl;?dr|in (?:one|a single) sentence|in summary|to summarize|to sum up)\s*[:,]\s*[\"“]?)",
     re.I)
 # Starts that may still turn into a lead-in (decided once the line is long enough or ends).
 _OPENER = re.compile(
