@@ -332,6 +332,9 @@ def test_input_too_long(tiny_chat, tiny_sentiment, tiny_nli):
             classify.run(ClassifyParams(text=long_text, calibrate=False), lm, RunContext())
         assert err.value.data["limit"] == lm.context_length
         assert err.value.data["tokens"] > lm.context_length
+    with pytest.raises(InputTooLong):  # the sentiment preset checks before building its prototypes
+        classify.run(ClassifyParams(text=long_text), tiny_chat, RunContext())
+    assert classify.calibration_cache_info()["misses"] == 0
 
 
 def test_cancelled_before_any_forward(tiny_chat):

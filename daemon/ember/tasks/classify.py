@@ -56,6 +56,7 @@ ZERO_SHOT_HYPOTHESIS = "This example is {}."
 
 # -- the calibration cache -----------------------------------------------------------------------
 
+# Content-free priors (p_cf) and the sentiment preset's prototypes, least recently used first out.
 CALIBRATION_CACHE_SIZE = 64
 _calibration: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _calibration_lock = threading.Lock()
@@ -63,7 +64,7 @@ _calibration_stats = {"hits": 0, "misses": 0}
 
 
 def calibration_cache_info() -> dict[str, int]:
-    """Hits, misses (computations of p_cf) and the number of cached entries."""
+    """Hits, misses (computations of p_cf or prototypes) and the number of cached entries."""
     with _calibration_lock:
         return {**_calibration_stats, "size": len(_calibration)}
 
@@ -79,7 +80,7 @@ def _calibration_key(lm: LoadedModel, labels: Sequence[str]) -> tuple[Any, ...]:
     return (lm.name, lm.loaded_at, tuple(labels))
 
 
-def _cached_prior(key: tuple[Any, ...]) -> Any:
+def _cache_get(key: tuple[Any, ...]) -> Any:
     with _calibration_lock:
         prior = _calibration.get(key)
         if prior is None:
@@ -90,9 +91,9 @@ def _cached_prior(key: tuple[Any, ...]) -> Any:
         return prior
 
 
-def _store_prior(key: tuple[Any, ...], prior: Any) -> None:
+def _cache_put(key: tuple[Any, ...], value: Any) -> None:
     with _calibration_lock:
-        _calibration[key] = prior
+        _calibration[key] = value
         _calibration.move_to_end(key)
         while len(_calibration) > CALIBRATION_CACHE_SIZE:
             _calibration.popitem(last=False)
@@ -273,7 +274,7 @@ def _label_probs(lm: LoadedModel, text: str, labels: Sequence[str], answers: lis
 def content_free_prior(lm: LoadedModel, labels: Sequence[str], ctx: RunContext) -> list[float]:
     """p_cf: label probabilities averaged over the content-free inputs (cached per model and labels)."""
     key = _calibration_key(lm, labels)
-    prior = _cached_prior(key)
+    prior = _cache_get(key)
     if prior is not None:
         return prior
     answers = _answer_ids(lm.tokenizer, labels)
@@ -283,7 +284,7 @@ def content_free_prior(lm: LoadedModel, labels: Sequence[str], ctx: RunContext) 
         probs, _ = _label_probs(lm, text, labels, answers, ctx)
         sums = [s + p for s, p in zip(sums, probs, strict=True)]
     prior = [s / len(CONTENT_FREE_INPUTS) for s in sums]
-    _store_prior(key, prior)
+    _cache_put(key, prior)
     return prior
 
 
@@ -460,7 +461,7 @@ def preset_scores(lm: LoadedModel, preset: Preset, text: str,
 def prototypes(lm: LoadedModel, preset: Preset, ctx: RunContext) -> Prototypes:
     """Each label's mean score vector over its examples, cached per (model, preset)."""
     key = (lm.name, lm.loaded_at, "prototypes", preset.labels)
-    cached = _cached_prior(key)
+    cached = _cache_get(key)
     if cached is not None:
         return cached
     vectors = {label: [preset_scores(lm, preset, example, ctx)[0]
@@ -472,7 +473,7 @@ def prototypes(lm: LoadedModel, preset: Preset, ctx: RunContext) -> Prototypes:
                   for vec in vectors[label]]
     variances = [max(VARIANCE_FLOOR, sum(col) / len(col)) for col in zip(*deviations, strict=True)]
     found = Prototypes(means, variances)
-    _store_prior(key, found)
+    _cache_put(key, found)
     return found
 
 
