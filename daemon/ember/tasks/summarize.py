@@ -33,7 +33,8 @@ FORMS = {
 SYSTEM = ("You are a precise assistant that writes faithful summaries. Use only facts from the "
           "text. Reply with the summary only.")
 USER = "Summarize the following text {form}.\n\n{text}"
-# The start of the answer, written for the model (causal models only): it keeps a list a list.
+# Text written into the start of the answer per form (causal models only; it is part of the answer).
+# None by default: beginning the bullets with "- " made SmolLM2 invent more (docs/summarize.md).
 PREFILL: dict[str, str] = {}
 MAX_STAGES = 6
 
