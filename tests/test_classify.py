@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -23,6 +24,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SENTIMENT = ["positive", "negative", "neutral"]
 CLEAR_POSITIVE = "This is the best product I have ever bought. I love it, it works perfectly!"
 CLEAR_NEGATIVE = "Terrible product. It broke on the first day and support ignored me. I hate it."
+CLEAR_NEUTRAL = "The store opens at nine in the morning and closes at six."
+DATA = Path(__file__).parent / "data"
+DEV = DATA / "sentiment-dev.jsonl"
 
 
 @pytest.fixture(autouse=True)
@@ -88,20 +92,31 @@ def smollm2(smollm2_folder) -> LoadedModel:
 @pytest.mark.model
 def test_clear_reviews_get_the_right_label(smollm2):
     ctx = RunContext()
-    # All three labels: SmolLM2's raw label likelihoods (calibration shifts it toward "neutral",
-    # see docs/classify.md).
-    pos = classify.run(ClassifyParams(text=CLEAR_POSITIVE, calibrate=False), smollm2, ctx)
-    neg = classify.run(ClassifyParams(text=CLEAR_NEGATIVE, calibrate=False), smollm2, ctx)
-    check_shape(pos, SENTIMENT, calibrated=False)
-    check_shape(neg, SENTIMENT, calibrated=False)
-    assert pos["label"] == "positive"
-    assert neg["label"] == "negative"
-    # Two labels, calibrated (the default).
+    # The default labels: the sentiment preset (prototype calibration).
+    for text, label in ((CLEAR_POSITIVE, "positive"), (CLEAR_NEGATIVE, "negative"),
+                        (CLEAR_NEUTRAL, "neutral")):
+        out = classify.run(ClassifyParams(text=text), smollm2, ctx)
+        check_shape(out, SENTIMENT, calibrated=True)
+        assert out["label"] == label, out
+    # Two labels: the preset's polar half.
     pos2 = classify.run(ClassifyParams(text=CLEAR_POSITIVE, labels=["positive", "negative"]), smollm2, ctx)
-    neg2 = classify.run(ClassifyParams(text=CLEAR_NEGATIVE, labels=["positive", "negative"]), smollm2, ctx)
+    neg2 = classify.run(ClassifyParams(text=CLEAR_NEGATIVE, labels=["Positive", "Negative"]), smollm2, ctx)
     check_shape(pos2, ["positive", "negative"], calibrated=True)
+    check_shape(neg2, ["Positive", "Negative"], calibrated=True)  # the request's spelling
     assert pos2["label"] == "positive"
-    assert neg2["label"] == "negative"
+    assert neg2["label"] == "Negative"
+
+
+@pytest.mark.model
+def test_uncalibrated_scores_are_the_plain_label_likelihoods(smollm2):
+    out = classify.run(ClassifyParams(text=CLEAR_POSITIVE, calibrate=False), smollm2, RunContext())
+    check_shape(out, SENTIMENT, calibrated=False)
+    assert out["label"] == "positive"
+    tok = smollm2.tokenizer
+    prompt = classify._encode(tok, classify.build_prompt(tok, CLEAR_POSITIVE, SENTIMENT))
+    loglik = classify._label_loglik(smollm2, prompt, classify._answer_ids(tok, SENTIMENT), RunContext())
+    expected = classify._softmax(loglik)
+    assert [by_label(out)[lab] for lab in SENTIMENT] == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.model
@@ -121,35 +136,46 @@ def test_custom_labels(smollm2):
 @pytest.mark.model
 def test_calibration_changes_scores_and_reuses_the_prior(smollm2, monkeypatch):
     ctx = RunContext()
+    labels = ["praise", "complaint"]  # no preset: contextual calibration
     text = "The meeting is scheduled for Tuesday at 10 am."
-    raw = classify.run(ClassifyParams(text=text, calibrate=False), smollm2, ctx)
+    raw = classify.run(ClassifyParams(text=text, labels=labels, calibrate=False), smollm2, ctx)
     assert classify.calibration_cache_info()["misses"] == 0  # no prior needed without calibration
 
     forwards = []
     real = classify._label_probs
     monkeypatch.setattr(classify, "_label_probs",
                         lambda lm, t, *a, **k: forwards.append(t) or real(lm, t, *a, **k))
-    cal = classify.run(ClassifyParams(text=text, calibrate=True), smollm2, ctx)
-    check_shape(cal, SENTIMENT, calibrated=True)
+    cal = classify.run(ClassifyParams(text=text, labels=labels), smollm2, ctx)  # the default
+    check_shape(cal, labels, calibrated=True)
     assert forwards == [text, *classify.CONTENT_FREE_INPUTS]  # the prior was computed once ...
     assert classify.calibration_cache_info() == {"hits": 0, "misses": 1, "size": 1}
 
     forwards.clear()
-    again = classify.run(ClassifyParams(text="Nice work, thanks!", calibrate=True), smollm2, ctx)
+    again = classify.run(ClassifyParams(text="Nice work, thanks!", labels=labels), smollm2, ctx)
     assert forwards == ["Nice work, thanks!"]  # ... and reused for the same labels
     assert classify.calibration_cache_info() == {"hits": 1, "misses": 1, "size": 1}
-    check_shape(again, SENTIMENT, calibrated=True)
+    check_shape(again, labels, calibrated=True)
 
     # Calibrated = raw / p_cf, renormalized; and it really moves the scores.
-    prior = classify.content_free_prior(smollm2, SENTIMENT, ctx)
-    expected = classify.calibrate([by_label(raw)[lab] for lab in SENTIMENT], prior)
+    prior = classify.content_free_prior(smollm2, labels, ctx)
+    expected = classify.calibrate([by_label(raw)[lab] for lab in labels], prior)
     # (1e-5: the calibrated run reuses the raw run's prompt KV state, float32 rounds a little apart)
-    assert [by_label(cal)[lab] for lab in SENTIMENT] == pytest.approx(expected, abs=1e-5)
-    assert max(abs(by_label(cal)[lab] - by_label(raw)[lab]) for lab in SENTIMENT) > 0.01
+    assert [by_label(cal)[lab] for lab in labels] == pytest.approx(expected, abs=1e-5)
+    assert max(abs(by_label(cal)[lab] - by_label(raw)[lab]) for lab in labels) > 0.01
 
     # Other labels (or order) are another cache entry.
-    classify.run(ClassifyParams(text=text, labels=["negative", "positive"]), smollm2, ctx)
+    classify.run(ClassifyParams(text=text, labels=["complaint", "praise"]), smollm2, ctx)
     assert classify.calibration_cache_info()["size"] == 2
+
+
+@pytest.mark.model
+def test_accuracy_on_the_dev_split(smollm2):
+    """A guard against regressions, on the dev split (the test split is for the docs' figures)."""
+    rows = [json.loads(line) for line in DEV.read_text().splitlines() if line.strip()][::5]
+    ctx = RunContext()
+    correct = sum(classify.run(ClassifyParams(text=r["text"]), smollm2, ctx)["label"] == r["label"]
+                  for r in rows)
+    assert correct / len(rows) >= 0.7, f"{correct}/{len(rows)}"
 
 
 # -- tiny models (random weights: shapes and mechanics, not accuracy) -------------------------
@@ -230,6 +256,60 @@ def test_causal_kv_cache_path_matches_full_forwards(tiny_chat):
     assert fast == pytest.approx(reference, abs=1e-4)
 
 
+def test_sentiment_preset_on_tiny_model(tiny_chat, monkeypatch):
+    calls = []
+    real = classify._label_loglik
+    monkeypatch.setattr(classify, "_label_loglik", lambda *a, **k: calls.append(1) or real(*a, **k))
+    out = classify.run(ClassifyParams(text="Great job!"), tiny_chat, RunContext())
+    check_shape(out, SENTIMENT, calibrated=True)
+    preset = classify.sentiment_preset(SENTIMENT)
+    examples = sum(len(v) for v in preset.examples.values())
+    framings = len(preset.framings)
+    assert len(calls) == framings * (1 + examples)  # the text, then every example once
+    assert classify.calibration_cache_info() == {"hits": 0, "misses": 1, "size": 1}
+    calls.clear()
+    again = classify.run(ClassifyParams(text="Meh.", labels=["Neutral", "Negative", "Positive"]),
+                         tiny_chat, RunContext())
+    check_shape(again, ["Neutral", "Negative", "Positive"], calibrated=True)
+    assert len(calls) == framings  # the prototypes were reused
+    assert classify.calibration_cache_info()["hits"] == 1
+    plain = classify.run(ClassifyParams(text="Great job!", calibrate=False), tiny_chat, RunContext())
+    check_shape(plain, SENTIMENT, calibrated=False)
+
+
+def test_sentiment_preset_matches_label_sets():
+    assert classify.sentiment_preset(["Positive", "NEGATIVE", "neutral"]).labels == (
+        "positive", "negative", "neutral")
+    assert classify.sentiment_preset(["negative", "positive"]).labels == ("positive", "negative")
+    assert classify.sentiment_preset(["positive", "negative", "other"]) is None
+    assert classify.sentiment_preset(["positive", "Positive"]) is None
+
+
+def test_prototype_posterior_prefers_the_nearest_prototype():
+    protos = classify.Prototypes(means=[[1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]], variances=[0.25, 1.0])
+    probs = protos.posterior([0.8, 0.3])
+    assert sum(probs) == pytest.approx(1.0)
+    assert probs.index(max(probs)) == 0
+    assert protos.posterior([0.1, -0.2]).index(max(protos.posterior([0.1, -0.2]))) == 2
+
+
+def test_preset_examples_are_not_in_the_evaluation_data():
+    texts = {json.loads(line)["text"] for name in ("sentiment-dev.jsonl", "sentiment-test.jsonl")
+             for line in (DATA / name).read_text().splitlines() if line.strip()}
+    examples = {t for v in classify.SENTIMENT_EXAMPLES.values() for t in v}
+    assert not texts & examples
+
+
+def test_evaluation_splits_are_balanced_and_disjoint():
+    splits = {name: [json.loads(line) for line in (DATA / f"sentiment-{name}.jsonl").read_text().splitlines()
+                     if line.strip()] for name in ("dev", "test")}
+    for rows in splits.values():
+        assert len(rows) >= 150
+        assert {r["label"] for r in rows} == set(SENTIMENT)
+        assert len({r["text"] for r in rows}) == len(rows)
+    assert not {r["text"] for r in splits["dev"]} & {r["text"] for r in splits["test"]}
+
+
 def test_causal_shape_and_cache_on_tiny_model(tiny_chat):
     labels = ["red", "green", "blue"]
     out = classify.run(ClassifyParams(text="The sky.", labels=labels), tiny_chat, RunContext())
@@ -262,6 +342,9 @@ def test_input_too_long(tiny_chat, tiny_sentiment, tiny_nli):
             classify.run(ClassifyParams(text=long_text, calibrate=False), lm, RunContext())
         assert err.value.data["limit"] == lm.context_length
         assert err.value.data["tokens"] > lm.context_length
+    with pytest.raises(InputTooLong):  # the sentiment preset checks before building its prototypes
+        classify.run(ClassifyParams(text=long_text), tiny_chat, RunContext())
+    assert classify.calibration_cache_info()["misses"] == 0
 
 
 def test_cancelled_before_any_forward(tiny_chat):

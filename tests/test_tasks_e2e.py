@@ -11,6 +11,7 @@ import json
 import pytest
 
 import tiny_models
+from ember.tasks.sentences import split_sentences
 
 pytestmark = pytest.mark.model
 
@@ -70,6 +71,7 @@ def test_streaming_deltas_concatenate_to_the_final_text(smol):
 def test_summarize_is_shorter_and_keeps_the_subject(smol):
     result = smol.call("summarize", {"text": ARTICLE, "form": "sentence"})
     assert 0 < len(result["text"]) < len(ARTICLE)
+    assert len(split_sentences(result["text"])) == 1, result["text"]
     assert "library" in result["text"].lower()
     assert result["stages"] == 1
 

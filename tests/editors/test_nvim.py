@@ -121,6 +121,7 @@ FAKE_CASES = [
     "translate: a characterwise selection, inserted below with action=insert",
     "translate: text edited while translating is not overwritten",
     "classify: labels from the arguments; top label and all scores shown",
+    "classify: calibrate is sent only when the user set it",
     "tokens: :Ember tokens and the statusline",
     "complete: manual request shows ghost text; Tab accepts it",
     "complete: Tab without a suggestion inserts a Tab",

@@ -7,10 +7,14 @@ How each model kind scores the labels:
   token log-probabilities, then the end-of-turn token), and a softmax over those sums gives the
   probabilities. No text is generated or parsed. The prompt runs once; its KV cache is copied for
   all labels, which then run in one batched forward.
-  With `calibrate`, contextual calibration (Zhao et al. 2021, "Calibrate Before Use") divides each
-  probability by the probability the model gives that label for content-free inputs ("N/A", "",
-  "[MASK]") in the same prompt, and renormalizes. Those content-free probabilities are cached per
-  (model, labels).
+  The sentiment labels (positive/negative/neutral, or positive/negative) use a preset: the text is
+  scored in three framings and the score vector is compared with prototypes, the mean score vectors
+  of shipped example sentences of each label (prototype calibration; cached per model).
+  Other label sets get contextual calibration (Zhao et al. 2021, "Calibrate Before Use") unless one
+  of them is a catch-all: each probability is divided by the probability the model gives that label
+  for content-free inputs ("N/A", "", "[MASK]") in the same prompt, and renormalized. Those
+  content-free probabilities are cached per (model, labels). Every forward goes through
+  `_label_loglik`. docs/classify.md has the measurements behind these choices.
 - text-classification: the model's own softmax over its id2label. The request's labels are ignored
   unless every one of them names a model label (case-insensitively): then only those are reported,
   renormalized.
@@ -27,6 +31,7 @@ import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -52,14 +57,15 @@ ZERO_SHOT_HYPOTHESIS = "This example is {}."
 
 # -- the calibration cache -----------------------------------------------------------------------
 
+# Content-free priors (p_cf) and the sentiment preset's prototypes, least recently used first out.
 CALIBRATION_CACHE_SIZE = 64
-_calibration: OrderedDict[tuple[Any, ...], list[float]] = OrderedDict()
+_calibration: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _calibration_lock = threading.Lock()
 _calibration_stats = {"hits": 0, "misses": 0}
 
 
 def calibration_cache_info() -> dict[str, int]:
-    """Hits, misses (computations of p_cf) and the number of cached entries."""
+    """Hits, misses (computations of p_cf or prototypes) and the number of cached entries."""
     with _calibration_lock:
         return {**_calibration_stats, "size": len(_calibration)}
 
@@ -75,7 +81,7 @@ def _calibration_key(lm: LoadedModel, labels: Sequence[str]) -> tuple[Any, ...]:
     return (lm.name, lm.loaded_at, tuple(labels))
 
 
-def _cached_prior(key: tuple[Any, ...]) -> list[float] | None:
+def _cache_get(key: tuple[Any, ...]) -> Any:
     with _calibration_lock:
         prior = _calibration.get(key)
         if prior is None:
@@ -86,9 +92,9 @@ def _cached_prior(key: tuple[Any, ...]) -> list[float] | None:
         return prior
 
 
-def _store_prior(key: tuple[Any, ...], prior: list[float]) -> None:
+def _cache_put(key: tuple[Any, ...], value: Any) -> None:
     with _calibration_lock:
-        _calibration[key] = prior
+        _calibration[key] = value
         _calibration.move_to_end(key)
         while len(_calibration) > CALIBRATION_CACHE_SIZE:
             _calibration.popitem(last=False)
@@ -220,7 +226,7 @@ def _label_probs(lm: LoadedModel, text: str, labels: Sequence[str], answers: lis
 def content_free_prior(lm: LoadedModel, labels: Sequence[str], ctx: RunContext) -> list[float]:
     """p_cf: label probabilities averaged over the content-free inputs (cached per model and labels)."""
     key = _calibration_key(lm, labels)
-    prior = _cached_prior(key)
+    prior = _cache_get(key)
     if prior is not None:
         return prior
     answers = _answer_ids(lm.tokenizer, labels)
@@ -230,7 +236,7 @@ def content_free_prior(lm: LoadedModel, labels: Sequence[str], ctx: RunContext) 
         probs, _ = _label_probs(lm, text, labels, answers, ctx)
         sums = [s + p for s, p in zip(sums, probs, strict=True)]
     prior = [s / len(CONTENT_FREE_INPUTS) for s in sums]
-    _store_prior(key, prior)
+    _cache_put(key, prior)
     return prior
 
 
@@ -243,8 +249,11 @@ def calibrate(probs: Sequence[float], prior: Sequence[float]) -> list[float]:
 
 def _run_causal(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> dict[str, Any]:
     labels = list(params.labels)
-    answers = _answer_ids(lm.tokenizer, labels)
     ctx.check_cancelled()
+    preset = sentiment_preset(labels) if _has_chat_template(lm.tokenizer) else None
+    if preset is not None and params.calibrate is not False:
+        return _run_preset(preset, params.text, labels, lm, ctx)
+    answers = _answer_ids(lm.tokenizer, labels)
     probs, prompt_tokens = _label_probs(lm, params.text, labels, answers, ctx)
     calibrated = should_calibrate(labels, params.calibrate)
     if calibrated:
@@ -253,8 +262,8 @@ def _run_causal(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> dic
 
 
 # A content-free input ("N/A") really belongs to a catch-all label, which breaks calibration's premise
-# that it is equally likely under every label: measured on SmolLM2, calibration lifts
-# positive/negative from 0.675 to 0.825 but drops positive/negative/neutral from 0.55 to 0.42
+# that it is equally likely under every label: measured on SmolLM2's dev split, calibration lifts
+# positive/negative from 0.690 to 0.840 but drops positive/negative/neutral from 0.560 to 0.413
 # (docs/classify.md). So by default we calibrate only label sets without a catch-all.
 CATCH_ALL = {"neutral", "none", "other", "unknown", "mixed", "n/a", "neither"}
 
@@ -263,6 +272,170 @@ def should_calibrate(labels: list[str], requested: bool | None) -> bool:
     if requested is not None:
         return requested
     return not any(label.strip().lower() in CATCH_ALL for label in labels)
+
+
+# -- the sentiment preset: prototype calibration -------------------------------------------------
+#
+# For the default labels (positive, negative, neutral; any order and case) and for positive and
+# negative alone, SmolLM2's label likelihoods tell positive from negative well but almost never pick
+# "neutral", and contextual calibration cannot fix a catch-all label (docs/classify.md). The preset
+# asks in a few sentiment framings and compares the resulting score vector with each label's
+# prototype: the mean score vector of shipped example sentences of that label, scored by the same
+# model once and cached like p_cf. The probabilities are the posteriors of Gaussians around the
+# prototypes with a shared diagonal variance (equal priors): the nearest prototype wins.
+
+
+@dataclass(frozen=True)
+class Framing:
+    """One way to ask for a label: the user turn, and the start of the assistant's answer."""
+
+    user: str  # with {text} and {labels}
+    answer_prefix: str = ""  # the label follows it after a space ("Sentiment: positive")
+    end_of_turn: bool = False  # score "the answer is exactly the label" (the end token follows)
+
+
+@dataclass(frozen=True)
+class Preset:
+    labels: tuple[str, ...]  # lower case; the order of the prototypes
+    framings: tuple[tuple[Framing, tuple[str, ...]], ...]  # each with the labels it lists
+    examples: dict[str, tuple[str, ...]]
+
+
+# The generic prompt (as without the preset), the same with the answer begun, and a question.
+LABEL_ONLY = Framing(USER_PROMPT, end_of_turn=True)
+THE_SENTIMENT_IS = Framing(USER_PROMPT, answer_prefix="The sentiment is")
+SENTIMENT_QUESTION = Framing("Text: {text}\n\nIs the sentiment of this text {labels}?",
+                             answer_prefix="The sentiment of this text is")
+
+# Written for the preset; none of them is in tests/data (a test checks). Each costs one forward per
+# framing, once per model and label set.
+SENTIMENT_EXAMPLES: dict[str, tuple[str, ...]] = {
+    "positive": (
+        "The new update is fantastic, everything feels faster.",
+        "Thanks for the help, this works perfectly now!",
+        "Great hotel, friendly staff and a beautiful pool.",
+        "Lovely code, clear names and good tests.",
+        "I'm so happy with this phone, the screen is gorgeous.",
+        "The conference was inspiring and the talks were excellent.",
+        "Nice work on the docs, they are finally easy to follow.",
+        "What a fun evening, the band was amazing!",
+    ),
+    "negative": (
+        "The package arrived broken and nobody answers my emails.",
+        "This build is broken again, what a waste of a morning.",
+        "Awful service, the food was cold and overpriced.",
+        "The app freezes constantly, I want my money back.",
+        "I'm really annoyed that the meeting ran two hours over.",
+        "This code is unreadable and full of copy-paste mistakes.",
+        "The train was late, crowded and filthy.",
+        "Terrible update, my settings are gone and nothing loads.",
+    ),
+    "neutral": (
+        "The meeting has been moved to room 204.",
+        "What version of Python does the project need?",
+        "The function reads the file and returns a list of lines.",
+        "The bus leaves at 8:15 from the main square.",
+        "The report is due on the last day of the month.",
+        "This commit renames the test helpers.",
+        "The museum has three floors and a café.",
+        "Do you want to meet at the station or at the office?",
+    ),
+}
+
+POLAR = ("positive", "negative")
+SENTIMENT = ("positive", "negative", "neutral")
+SENTIMENT_PRESETS = {
+    frozenset(SENTIMENT): Preset(
+        SENTIMENT,
+        ((SENTIMENT_QUESTION, POLAR), (LABEL_ONLY, SENTIMENT), (THE_SENTIMENT_IS, SENTIMENT)),
+        SENTIMENT_EXAMPLES),
+    frozenset(POLAR): Preset(
+        POLAR, ((LABEL_ONLY, POLAR), (SENTIMENT_QUESTION, POLAR)),
+        {label: SENTIMENT_EXAMPLES[label] for label in POLAR}),
+}
+VARIANCE_FLOOR = 0.01  # nats squared: keeps one tight score from dominating the distance
+
+
+def sentiment_preset(labels: Sequence[str]) -> Preset | None:
+    """The preset for these labels (compared case-insensitively), if there is one."""
+    names = [label.strip().lower() for label in labels]
+    if len(set(names)) != len(names):
+        return None
+    return SENTIMENT_PRESETS.get(frozenset(names))
+
+
+@dataclass(frozen=True)
+class Prototypes:
+    means: list[list[float]]  # one score vector per preset label
+    variances: list[float]  # pooled within-label variance of each score
+
+    def posterior(self, x: Sequence[float]) -> list[float]:
+        return _softmax([-0.5 * sum((xi - mi) ** 2 / vi
+                                    for xi, mi, vi in zip(x, mean, self.variances, strict=True))
+                         for mean in self.means])
+
+
+def _framing_prompt_ids(tokenizer: Any, framing: Framing, text: str,
+                        labels: Sequence[str]) -> list[int]:
+    user = framing.user.format(text=text, labels=_label_list(labels))
+    prompt = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                           add_generation_prompt=True)
+    return _encode(tokenizer, prompt + framing.answer_prefix)
+
+
+def _framing_answers(tokenizer: Any, framing: Framing, labels: Sequence[str]) -> list[list[int]]:
+    space = " " if framing.answer_prefix else ""
+    ids = [_encode(tokenizer, space + label) for label in labels]
+    end = _end_of_answer(tokenizer, "", labels) if framing.end_of_turn else None
+    return [seq + [end] for seq in ids] if end is not None else ids
+
+
+def preset_scores(lm: LoadedModel, preset: Preset, text: str,
+                  ctx: RunContext) -> tuple[list[float], int]:
+    """The text's score vector: per framing, each listed label's log-likelihood minus their mean
+    (the last one left out: it is fixed by the others). Also the prompt tokens read."""
+    scores: list[float] = []
+    tokens = 0
+    for framing, labels in preset.framings:
+        ctx.check_cancelled()
+        prompt_ids = _framing_prompt_ids(lm.tokenizer, framing, text, labels)
+        answers = _framing_answers(lm.tokenizer, framing, labels)
+        needed = len(prompt_ids) + max(len(a) for a in answers)
+        if needed > lm.context_length:
+            raise InputTooLong(needed, lm.context_length, "prompt")
+        loglik = _label_loglik(lm, prompt_ids, answers, ctx)
+        mean = sum(loglik) / len(loglik)
+        scores += [v - mean for v in loglik[:-1]]
+        tokens += len(prompt_ids)
+    return scores, tokens
+
+
+def prototypes(lm: LoadedModel, preset: Preset, ctx: RunContext) -> Prototypes:
+    """Each label's mean score vector over its examples, cached per (model, preset)."""
+    key = (lm.name, lm.loaded_at, "prototypes", preset.labels)
+    cached = _cache_get(key)
+    if cached is not None:
+        return cached
+    vectors = {label: [preset_scores(lm, preset, example, ctx)[0]
+                       for example in preset.examples[label]] for label in preset.labels}
+    means = [[sum(col) / len(col) for col in zip(*vectors[label], strict=True)]
+             for label in preset.labels]
+    deviations = [[(x - m) ** 2 for x, m in zip(vec, mean, strict=True)]
+                  for label, mean in zip(preset.labels, means, strict=True)
+                  for vec in vectors[label]]
+    variances = [max(VARIANCE_FLOOR, sum(col) / len(col)) for col in zip(*deviations, strict=True)]
+    found = Prototypes(means, variances)
+    _cache_put(key, found)
+    return found
+
+
+def _run_preset(preset: Preset, text: str, labels: list[str], lm: LoadedModel,
+                ctx: RunContext) -> dict[str, Any]:
+    scores, prompt_tokens = preset_scores(lm, preset, text, ctx)
+    probs = prototypes(lm, preset, ctx).posterior(scores)
+    spelled = {label.strip().lower(): label for label in labels}  # the request's spelling
+    return _result([spelled[label] for label in preset.labels], probs, calibrated=True,
+                   prompt_tokens=prompt_tokens)
 
 
 # -- sequence classifiers ------------------------------------------------------------------------

@@ -401,6 +401,28 @@ H.case("classify: labels from the arguments; top label and all scores shown", fu
   ember.setup({ cmd = require("ember.config").options.cmd })
 end)
 
+H.case("classify: calibrate is sent only when the user set it", function()
+  local rec = use_fake()
+  H.buffer({ "What a lovely day." })
+  local function params(n)
+    H.wait(function()
+      return #received(rec, "classify") == n
+    end, 5000, "classify request " .. n)
+    return received(rec, "classify")[n].msg.params
+  end
+  vim.cmd("Ember classify")
+  local first = params(1)
+  H.eq("What a lovely day.", first.text, "the text sent")
+  H.eq(nil, first.calibrate, "no calibrate by default: the daemon decides")
+  ember.setup({ cmd = require("ember.config").options.cmd, classify = { calibrate = false } })
+  vim.cmd("Ember classify")
+  H.eq(false, params(2).calibrate, "calibrate = false is sent")
+  ember.setup({ cmd = require("ember.config").options.cmd, classify = { calibrate = true } })
+  vim.cmd("Ember classify")
+  H.eq(true, params(3).calibrate, "calibrate = true is sent")
+  ember.setup({ cmd = require("ember.config").options.cmd })
+end)
+
 H.case("tokens: :Ember tokens and the statusline", function()
   use_fake({ tokens = { debounce_ms = 20 } })
   local mark = H.mark()

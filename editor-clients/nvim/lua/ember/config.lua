@@ -30,7 +30,9 @@ M.defaults = {
     max_tokens = nil,
     model = nil,
   },
-  classify = { labels = nil, calibrate = true, model = nil },
+  -- calibrate: nil sends nothing, so the daemon applies its measured default (docs/classify.md);
+  -- true or false forces contextual calibration on or off.
+  classify = { labels = nil, calibrate = nil, model = nil },
   tokens = {
     model = nil,
     debounce_ms = 500, -- statusline count: wait this long after the last change
@@ -140,7 +142,7 @@ M.schema = {
     labels = leaf("table", true, function(v)
       return #v >= 2 and list_of_strings(v)
     end, "a list of at least 2 labels"),
-    calibrate = leaf("boolean"),
+    calibrate = leaf("boolean", true),
     model = leaf("string", true),
   },
   tokens = {
