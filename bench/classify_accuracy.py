@@ -35,24 +35,14 @@ def smollm2_gguf() -> Path:
     return gguf
 
 
-def load_smollm2(cache_root: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+def load_smollm2(cache_root: Path, engine: str, threads: int):
+    """SmolLM2 as the daemon loads it, on the given engine (auto: onnxruntime on a CPU)."""
     from ember.config import ModelSettings
+    from ember.models import loader
     from ember.models.gguf import ensure_converted
-    from ember.models.loaded import LoadedModel
 
-    started = time.perf_counter()
     folder = ensure_converted(smollm2_gguf(), cache_root)
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    return LoadedModel(
-        name="smollm2", settings=ModelSettings(), kind="causal-lm", model=model, tokenizer=tokenizer,
-        device="cpu", dtype="float32", quantization="none", quantization_note=None,
-        context_length=int(model.config.max_position_embeddings),
-        memory_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
-        load_seconds=time.perf_counter() - started, source_path=str(folder),
-    )
+    return loader.load("smollm2", ModelSettings(engine=engine), folder, loader.LoadContext(cache_root, threads))
 
 
 def confusion_table(gold: list[str], pred: list[str], labels: list[str]) -> str:
@@ -134,6 +124,8 @@ def main() -> None:
     parser.add_argument("--split", choices=["dev", "test"], default="test")
     parser.add_argument("--data", type=Path, help="a JSONL file instead of the split")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--engine", choices=["auto", "transformers", "onnxruntime"], default="auto",
+                        help="the engine the model runs on (default: the daemon's default)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
 
@@ -145,9 +137,9 @@ def main() -> None:
     labels = list(dict.fromkeys(["positive", "negative", "neutral"] + [r["label"] for r in rows]))
     cache_root = Path(os.environ.get("EMBER_TEST_CACHE")
                       or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ember")
-    lm = load_smollm2(cache_root)
-    print(f"model: SmolLM2-135M-Instruct Q4_1 (dequantized to float32), {args.threads} thread(s); "
-          f"data: {data}; the machine may be shared, so read times as rough")
+    lm = load_smollm2(cache_root, args.engine, args.threads)
+    print(f"model: SmolLM2-135M-Instruct Q4_1 on {lm.engine.name} ({lm.quantization}), {args.threads} "
+          f"thread(s); data: {data}; the machine may be shared, so read times as rough")
     print()
     results = {"three_way": evaluate(lm, rows, labels)}
     report("all labels", results["three_way"])

@@ -14,7 +14,7 @@ Contenders, all greedy on the same token ids (from the model's own transformers 
     ratios against transformers `generate` and against llama.cpp at the same thread count.
 (b) accuracy against the float32 weights (the dequantized GGUF): perplexity on the first 800 tokens
     of Python's textwrap.py; greedy agreement on 15 prompts (chat questions and code), 32 tokens each:
-    identical outputs and the mean common prefix; classify accuracy on tests/data/sentiment.jsonl
+    identical outputs and the mean common prefix; classify accuracy on tests/data/sentiment-test.jsonl
     with the default labels (3) and positive/negative (2).
 
 Runs offline with the conversion cache the tests use (EMBER_TEST_CACHE, default .ember-cache/test);
@@ -154,7 +154,7 @@ def classify_accuracy(engine_name: str, folder: Path, threads: int) -> dict[str,
     from ember.tasks.base import RunContext
     from ember.wire import ClassifyParams
 
-    rows = [json.loads(line) for line in (ROOT / "tests" / "data" / "sentiment.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in (ROOT / "tests" / "data" / "sentiment-test.jsonl").read_text().splitlines()
             if line.strip()]
     settings = ModelSettings(source=str(folder), engine=engine_name)
     lm = loader.load("bench", settings, folder, loader.LoadContext(CACHE, threads))
@@ -288,7 +288,7 @@ def main() -> None:
         same, prefix = agreement(outputs[name], ref_out)
         print(f"| {name} | {value:.3f} | {100 * (value / ref_ppl - 1):+.1f}% | {same} | {prefix:.1f} |")
     if classified:
-        print("\n| classify accuracy (tests/data/sentiment.jsonl) | " + " | ".join(classified) + " |")
+        print("\n| classify accuracy (tests/data/sentiment-test.jsonl) | " + " | ".join(classified) + " |")
         print("|---|" + "---|" * len(classified))
         for key in next(iter(classified.values())):
             print(f"| {key} | " + " | ".join(f"{c[key]:.3f}" for c in classified.values()) + " |")
