@@ -131,8 +131,10 @@ class ClassifyParams(Params):
     )
     model: str | None = Field(default=None, description="configured model name (default: tasks.classify)")
     calibrate: bool | None = Field(default=None, description=(
-        "correct each label's prior (instruct models); default: only for label sets without a "
-        "catch-all such as neutral"))
+        "correct the model's label priors (instruct models). Default: the sentiment labels "
+        "(positive/negative/neutral, or positive/negative) are calibrated against shipped example "
+        "sentences; other label sets get contextual calibration unless one is a catch-all such as "
+        "neutral; false gives the plain label likelihoods"))
 
 
 class EntitiesParams(Params):
