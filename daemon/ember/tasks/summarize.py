@@ -12,8 +12,9 @@ from typing import Any
 from ..errors import InputTooLong
 from ..models.loaded import LoadedModel
 from ..wire import SummarizeParams
+from . import generation
 from .base import RunContext
-from .generation import Generated, chat_ids, generate, usage
+from .generation import Generated, Prompt, chat_prompt, count_tokens, generate, usage
 
 MAX_TOKENS = {"short": 48, "medium": 120, "long": 256}
 FORMS = {
@@ -26,12 +27,12 @@ SYSTEM = ("You are a precise assistant that writes faithful summaries. Use only 
 MAX_STAGES = 6
 
 
-def _prompt_ids(lm: LoadedModel, text: str, form: str) -> list[int]:
+def _prompt(lm: LoadedModel, text: str, form: str) -> Prompt | list[int]:
     if lm.kind == "seq2seq":
         prefix = "summarize: " if "t5" in type(lm.model).__name__.lower() else ""
         return lm.tokenizer(prefix + text, add_special_tokens=True)["input_ids"]
     instruction = f"Summarize the following text {FORMS[form]}.\n\n{text}"
-    return chat_ids(lm, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": instruction}])
+    return chat_prompt(lm, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": instruction}])
 
 
 def split_text(text: str, count_tokens: Any, budget: int) -> list[str]:
@@ -79,14 +80,14 @@ def run(params: SummarizeParams, lm: LoadedModel, ctx: RunContext) -> dict[str, 
     if not params.text.strip():
         return {"text": "", "finish_reason": "stop", "stages": 0, "usage": usage(0, 0), "run_ms": 0.0}
     max_new = params.max_tokens or MAX_TOKENS[params.length]
-    overhead = len(_prompt_ids(lm, "", params.form))
+    overhead = generation.prompt_tokens(lm, _prompt(lm, "", params.form))
     reserve = max_new if lm.kind == "causal-lm" else 0
     budget = lm.context_length - overhead - reserve - 8
     if budget < 32:
         raise InputTooLong(overhead + reserve, lm.context_length, "the summary prompt and length")
 
     def count(t: str) -> int:
-        return len(lm.tokenizer(t, add_special_tokens=False)["input_ids"])
+        return count_tokens(lm, t)
 
     text, stages = params.text, 0
     prompt_tokens = completion_tokens = 0
@@ -100,14 +101,14 @@ def run(params: SummarizeParams, lm: LoadedModel, ctx: RunContext) -> dict[str, 
         partials = []
         for part in parts:
             ctx.check_cancelled()
-            gen = generate(lm, _prompt_ids(lm, part, "paragraph"), params, ctx,
+            gen = generate(lm, _prompt(lm, part, "paragraph"), params, ctx,
                            MAX_TOKENS["medium"], stream=False)
             prompt_tokens += gen.prompt_tokens
             completion_tokens += gen.completion_tokens
             run_ms += gen.run_ms
             partials.append(gen.text.strip())
         text = "\n\n".join(partials)
-    final: Generated = generate(lm, _prompt_ids(lm, text, params.form), params, ctx, max_new)
+    final: Generated = generate(lm, _prompt(lm, text, params.form), params, ctx, max_new)
     stages += 1
     return {
         "text": final.text,
