@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ class Fault:
     body: Any = None  # the JSON body of that answer
     headers: dict[str, str] = field(default_factory=dict)
     stall: bool = False  # read the request, then answer nothing until released
+    stall_after_headers: bool = False  # answer 200 and event-stream headers, then send nothing
     require_token: str | None = None  # answer 401 unless "Authorization: Bearer <token>"
     times: int | None = None
     paths: tuple[str, ...] = ()  # only requests to these paths (default: all)
@@ -129,6 +131,9 @@ class FaultProxy:
                     release.wait()
                     self.close_connection = True
                     return
+                if fault is not None and fault.stall_after_headers:
+                    self._headers_then_silence()
+                    return
                 if fault is not None and fault.require_token is not None:
                     if self.headers.get("Authorization") != f"Bearer {fault.require_token}":
                         self._answer(401, {"error": "Invalid credentials in Authorization header"})
@@ -137,6 +142,30 @@ class FaultProxy:
                     self._answer(fault.status, fault.body, fault.headers)
                     return
                 self._forward(raw)
+
+            def _headers_then_silence(self) -> None:
+                """Like a server whose stream has started but whose first token never comes; the
+                client closing its end counts as closing the stream early."""
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.flush()
+                release = proxy._release
+                proxy.stalled.set()
+                while not release.is_set():
+                    readable, _, _ = select.select([self.connection], [], [], 0.1)
+                    if readable:
+                        try:
+                            gone = not self.connection.recv(1)
+                        except OSError:
+                            gone = True
+                        if gone:
+                            with proxy._lock:
+                                proxy.client_closed_early += 1
+                            proxy.closed_early.set()
+                            break
+                self.close_connection = True
 
             def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
                 data = json.dumps(body if body is not None else {"error": f"injected {status}"}).encode()

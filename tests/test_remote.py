@@ -224,6 +224,23 @@ def test_cancel_mid_stream_ends_the_servers_generation(daemon, proxy):
     assert d.call("complete", {"prompt": "Hi", "max_tokens": 2})["text"] is not None
 
 
+@pytest.mark.parametrize("request_params", [
+    {"messages": CAPITAL, "max_tokens": 8},  # through InferenceClient
+    {"prompt": "Hello", "max_tokens": 8},  # the raw-prompt endpoint
+], ids=["chat", "prompt"])
+def test_cancel_before_the_first_token_closes_the_stream_at_once(daemon, proxy, request_params):
+    proxy.set(stall_after_headers=True, paths=(CHAT, COMPLETIONS))
+    d = daemon(proxy.url + "/v1", read_timeout_s=600.0)
+    msg_id = d.start_request("complete", request_params)
+    assert proxy.stalled.wait(120)  # the stream is open; the server sends nothing
+    d.notify("$/cancelRequest", {"id": msg_id})
+    assert error_of(d.reply(msg_id))["code"] == -32800
+    # Not read_timeout_s (600 s) later: Ember shut the socket when the request was cancelled.
+    assert proxy.closed_early.wait(60)
+    status = d.call("daemon/status")
+    assert next(m for m in status["models"] if m["name"] == "big")["remote"]["health"] == "ok"
+
+
 def test_a_superseded_completion_closes_its_stream(daemon, proxy):
     d = daemon(proxy.url + "/v1")
     older = d.start_request("complete", {"prompt": "1, 2, 3,", "max_tokens": 4000, "stream": True,

@@ -91,6 +91,78 @@ def split_base_url(base_url: str) -> tuple[str, str]:
 
 _session_lock = threading.Lock()
 _session_ready = False
+_current = threading.local()  # the response the calling thread's last request received
+
+
+def _remember_response(response: Any) -> None:
+    """httpx response hook: it runs in the thread that made the request, once headers arrive."""
+    _current.response = response
+
+
+def last_response() -> Any:
+    return getattr(_current, "response", None)
+
+
+class StreamCloser:
+    """Shuts the socket of a stream whose request was cancelled.
+
+    Between tokens a cancelled request notices by itself; but a read blocked on a server that
+    sends nothing (queued, prefilling a long prompt, stuck) would wait for read_timeout_s while
+    holding one of the server's concurrent slots. One thread watches the open streams and shuts
+    the cancelled ones' sockets: the read returns at once and the server sees the client go.
+    """
+
+    POLL_S = 0.05
+
+    def __init__(self) -> None:
+        self._streams: dict[int, tuple[threading.Event, Any]] = {}
+        self._ids = iter(range(1, 1 << 62))
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, cancelled: threading.Event, response: Any) -> int | None:
+        if response is None:
+            return None
+        with self._cond:
+            key = next(self._ids)
+            self._streams[key] = (cancelled, response)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="ember-stream-closer", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+            return key
+
+    def unwatch(self, key: int | None) -> None:
+        if key is not None:
+            with self._cond:
+                self._streams.pop(key, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._streams:
+                    self._cond.wait()
+                self._cond.wait(self.POLL_S)
+                done = [(k, r) for k, (event, r) in self._streams.items() if event.is_set()]
+                for key, _ in done:
+                    del self._streams[key]
+            for _, response in done:
+                _shut(response)
+
+
+def _shut(response: Any) -> None:
+    import socket
+
+    try:
+        stream = response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed
+
+
+closer = StreamCloser()
 
 
 def use_session_for_servers() -> None:
@@ -118,8 +190,9 @@ def use_session_for_servers() -> None:
                                          or host == "huggingface.co"):
                 hub_hook(request)
 
-        set_client_factory(lambda: httpx2.Client(event_hooks={"request": [hook]},
-                                                 follow_redirects=True, timeout=None))
+        set_client_factory(lambda: httpx2.Client(
+            event_hooks={"request": [hook], "response": [_remember_response]},
+            follow_redirects=True, timeout=None))
         _session_ready = True
 
 
@@ -307,12 +380,15 @@ class Endpoint:
             return response
 
         response = self.with_retries(open_stream, access, ctx, path)
+        watched = closer.watch(ctx.cancelled, response)
         try:
-            yield self._events(response.iter_lines(), access, path)
+            yield self._events(response.iter_lines(), access, path, ctx)
         finally:
+            closer.unwatch(watched)
             opened[0].__exit__(None, None, None)
 
-    def _events(self, lines: Iterator[str], access: Access, what: str) -> Iterator[dict[str, Any]]:
+    def _events(self, lines: Iterator[str], access: Access, what: str,
+                ctx: Cancellable) -> Iterator[dict[str, Any]]:
         try:
             for line in lines:
                 if not line.startswith("data:"):
@@ -332,7 +408,13 @@ class Endpoint:
         except EmberError:
             raise
         except Exception as exc:  # noqa: BLE001 - a read timeout or a dropped connection mid-stream
-            raise self.error(exc, access, what) from exc
+            raise self.stream_error(exc, access, what, ctx) from exc
+
+    def stream_error(self, exc: BaseException, access: Access, what: str, ctx: Cancellable) -> EmberError:
+        """A stream that broke; when the request was cancelled, it was us who shut it."""
+        if ctx.cancelled.is_set():
+            return RequestCancelled("request cancelled")
+        return self.error(exc, access, what)
 
     def with_retries(self, call: Callable[[], Any], access: Access, ctx: Cancellable, what: str) -> Any:
         """Run `call`, retrying 429 and 503 with backoff (Retry-After when the server sends one).

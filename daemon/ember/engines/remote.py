@@ -28,7 +28,7 @@ from typing import Any
 
 from ..errors import EmberError, InvalidParams, TaskUnavailable
 from .decode import DecodeRequest, Generated
-from .endpoint import Access, Cancellable, Endpoint, NeverCancelled
+from .endpoint import Access, Cancellable, Endpoint, NeverCancelled, closer, last_response
 from .text import StopFilter
 
 log = logging.getLogger(__name__)
@@ -225,16 +225,19 @@ class RemoteEngine:
         client = self.endpoint.inference_client(self.access)
         args = {k: v for k, v in payload.items() if k not in ("model", "stream", "top_k", "stop_token_ids")}
         extra = {k: payload[k] for k in ("top_k", "stop_token_ids") if k in payload}
+        watched = None
         try:
             stream = self.endpoint.with_retries(
                 lambda: client.chat_completion(messages=messages, model=self.served_model, stream=True,
                                                extra_body=extra or None, **args),
                 self.access, ctx, "chat completion")
-            yield self._chat_chunks(stream)
+            watched = closer.watch(ctx.cancelled, last_response())
+            yield self._chat_chunks(stream, ctx)
         finally:
+            closer.unwatch(watched)
             client.close()  # closes the HTTP stream: a server stops generating for a closed client
 
-    def _chat_chunks(self, stream: Iterator[Any]) -> Iterator[Chunk]:
+    def _chat_chunks(self, stream: Iterator[Any], ctx: Cancellable) -> Iterator[Chunk]:
         try:
             for out in stream:
                 choice = out.choices[0] if out.choices else None
@@ -245,7 +248,7 @@ class RemoteEngine:
         except EmberError:
             raise
         except Exception as exc:  # noqa: BLE001 - read timeouts, dropped connections, error events
-            raise self.endpoint.error(exc, self.access, "chat completion") from exc
+            raise self.endpoint.stream_error(exc, self.access, "chat completion", ctx) from exc
 
     def _usage(self, prompt: Any, usage: dict[str, Any] | None, text: str, chunks: int,
                stopped_here: bool) -> tuple[int, int, int | None]:
