@@ -220,7 +220,7 @@ class Endpoint:
         self.in_flight = 0
         self.requests = 0
         self.failures = 0
-        self.health = "unknown"  # ok | down | unauthorized | degraded | unknown
+        self.health = "unknown"  # ok | down | unauthorized | unknown
         self.last_error: str | None = None
         self.checked_at: float | None = None
         self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)

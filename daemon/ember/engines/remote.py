@@ -303,12 +303,10 @@ class RemoteEngine:
             if len(choices) < len(batch):
                 return None
             for choice, text in zip(choices, batch, strict=False):
-                lp = choice.get("logprobs") or {}
-                tokens, values = lp.get("tokens"), lp.get("token_logprobs")
-                offsets = lp.get("text_offset")
-                if not tokens or not values or offsets is None or len(values) < 2:
+                spans = choice_spans(choice, text)
+                if spans is None:
                     return None
-                out.append(_spans(offsets, values, len(text)))
+                out.append(spans)
         return out
 
     def _tgi_prompt_logprobs(self, text: str, ctx: Cancellable) -> Any:
@@ -320,14 +318,7 @@ class RemoteEngine:
                 self.access, ctx, "generate")
         finally:
             client.close()
-        prefill = getattr(getattr(result, "details", None), "prefill", None)
-        if not prefill:
-            return None
-        offsets, at = [], 0
-        for token in prefill:
-            offsets.append(at)
-            at += len(token.text or "")
-        return _spans(offsets, [t.logprob for t in prefill], len(text))
+        return prefill_spans(getattr(getattr(result, "details", None), "prefill", None), text)
 
     def first_token_logprobs(self, messages: list[dict[str, str]], ctx: Cancellable) -> dict[str, float]:
         """The top log-probabilities of the answer's first token: {token text: logprob}."""
@@ -375,13 +366,39 @@ def _usage_dict(usage: Any) -> dict[str, Any] | None:
             "cached_tokens": cached}
 
 
-def _spans(offsets: list[int], logprobs: list[float | None], length: int) -> list[tuple[int, int, float | None]]:
-    """(start, end, logprob) of each token of a scored text."""
-    ends = list(offsets[1:]) + [length]
-    return [(int(s), int(e), lp) for s, e, lp in zip(offsets, ends, logprobs, strict=False)]
+Spans = list[tuple[int, int, float | None]]  # (start, end, logprob) of each token of a text
 
 
-def _sum_after(tokens: list[tuple[int, int, float | None]], boundary: int) -> float:
+def _spans(offsets: list[int], logprobs: list[float | None], length: int) -> Spans:
+    """Tokens of a text `length` characters long; tokens past it (generated, not scored) dropped."""
+    ends = [min(int(e), length) for e in offsets[1:]] + [length]
+    return [(int(s), e, lp) for s, e, lp in zip(offsets, ends, logprobs, strict=False) if int(s) < length]
+
+
+def choice_spans(choice: dict[str, Any], text: str) -> Spans | None:
+    """The prompt's tokens from an OpenAI-style completion with `echo` and `logprobs` (vLLM):
+    `logprobs.text_offset` and `logprobs.token_logprobs`, the first token's being null. None when
+    the server left them out (it ignores `echo`/`logprobs`)."""
+    lp = choice.get("logprobs") or {}
+    values, offsets = lp.get("token_logprobs"), lp.get("text_offset")
+    if not values or offsets is None or len(values) < 2 or len(offsets) != len(values):
+        return None
+    return _spans(offsets, values, len(text))
+
+
+def prefill_spans(prefill: Any, text: str) -> Spans | None:
+    """The prompt's tokens from TGI's `details.prefill` ({id, text, logprob}; offsets follow from
+    the texts)."""
+    if not prefill:
+        return None
+    offsets, at = [], 0
+    for token in prefill:
+        offsets.append(at)
+        at += len(getattr(token, "text", None) or "")
+    return _spans(offsets, [getattr(t, "logprob", None) for t in prefill], len(text))
+
+
+def _sum_after(tokens: Spans, boundary: int) -> float:
     """Sum of the log-probabilities of the tokens that hold text past `boundary` (the answer's)."""
     total = 0.0
     for _start, end, lp in tokens:

@@ -311,8 +311,13 @@ def _remote_prompt_tokens(lm: LoadedModel, text: str, labels: Sequence[str]) -> 
 def _first_token_probs(lm: LoadedModel, text: str, labels: Sequence[str], ctx: RunContext) -> list[float]:
     """Each label's probability from the answer's first token (top log-probabilities): the best
     listed token that starts the label; a label none starts gets the least likely listed one's."""
-    top = lm.engine.first_token_logprobs(_messages(text, labels), ctx)
-    floor = min(top.values()) if top else -math.inf
+    return probs_from_first_token(lm.engine.first_token_logprobs(_messages(text, labels), ctx), labels)
+
+
+def probs_from_first_token(top: dict[str, float], labels: Sequence[str]) -> list[float]:
+    """Softmax over each label's best listed token that starts it (case and spaces aside); a label
+    that none starts gets the least likely listed token's log-probability (an upper bound)."""
+    floor = min(top.values()) if top else 0.0
     scores = []
     for label in labels:
         want = label.strip().lower()
