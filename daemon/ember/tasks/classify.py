@@ -200,14 +200,16 @@ def _answer_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
     return ids
 
 
-def _label_loglik(lm: LoadedModel, prompt: str, prompt_ids: list[int], answers: list[list[int]],
-                  ctx: RunContext) -> list[float]:
+def _label_loglik(lm: LoadedModel, prompt_ids: list[int], answers: list[list[int]],
+                  ctx: RunContext, prompt: str | None = None) -> list[float]:
     """Sum of log P(answer tokens | prompt) for each answer. Locally the prompt runs once (and its
     KV state stays in the prefix cache, so calibration inputs and repeated texts are cheap); a
     remote model's server scores the prompt followed by each answer."""
-    if lm.remote:
-        texts = [lm.tokenizer.decode(a, skip_special_tokens=False) for a in answers]
-        return lm.engine.loglikelihoods(prompt, texts, ctx)
+    if lm.remote:  # the server takes text: the prompt as rendered, the answers decoded
+        decode = lm.tokenizer.decode
+        texts = [decode(a, skip_special_tokens=False) for a in answers]
+        text = prompt if prompt is not None else decode(prompt_ids, skip_special_tokens=False)
+        return lm.engine.loglikelihoods(text, texts, ctx)
     return loglikelihoods(lm.prefix_cache, prompt_ids, answers, ctx)
 
 
@@ -225,7 +227,7 @@ def _label_probs(lm: LoadedModel, text: str, labels: Sequence[str], answers: lis
     needed = len(prompt_ids) + max(len(a) for a in answers)
     if needed > lm.context_length:
         raise InputTooLong(needed, lm.context_length, "prompt")
-    return _softmax(_label_loglik(lm, prompt, prompt_ids, answers, ctx)), len(prompt_ids)
+    return _softmax(_label_loglik(lm, prompt_ids, answers, ctx, prompt)), len(prompt_ids)
 
 
 def content_free_prior(lm: LoadedModel, labels: Sequence[str], ctx: RunContext,
