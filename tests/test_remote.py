@@ -84,14 +84,20 @@ def first_delta(d, msg_id) -> None:
 # -- every task --------------------------------------------------------------------------------
 
 
-def test_chat_goes_to_the_chat_endpoint_with_the_servers_usage(daemon, proxy):
+def test_chat_goes_to_the_chat_endpoint_with_the_servers_usage(daemon, proxy, server, smollm2_folder):
+    from huggingface_hub import InferenceClient
+
     d = daemon(proxy.url + "/v1")
     result = d.call("complete", {"messages": CAPITAL, "max_tokens": 12})
     assert "Paris" in result["text"]
     assert result["model"] == "big" and result["finish_reason"] == "stop"
-    assert result["usage"]["prompt_tokens"] > 10 and result["usage"]["completion_tokens"] > 0
     sent = proxy.requests_to(CHAT)[-1].body
     assert sent["messages"] == CAPITAL and sent["max_tokens"] == 12 and sent["temperature"] == 0
+    direct = InferenceClient(base_url=server + "/v1").chat_completion(
+        messages=CAPITAL, model=str(smollm2_folder), max_tokens=12, temperature=0)
+    assert result["text"] == direct.choices[0].message.content
+    assert result["usage"] == {"prompt_tokens": direct.usage.prompt_tokens,
+                               "completion_tokens": direct.usage.completion_tokens}
 
 
 def test_prompt_completion_uses_the_raw_prompt_endpoint(daemon, proxy):
@@ -287,6 +293,12 @@ def test_hf_token_is_the_default_token(daemon, proxy):
     assert proxy.requests_to(COMPLETIONS)[-1].headers["authorization"] == f"Bearer {TOKEN}"
 
 
+def test_an_empty_token_env_sends_no_token(daemon, proxy):
+    d = daemon(proxy.url + "/v1", env={"HF_TOKEN": TOKEN}, token_env="")
+    assert d.call("complete", {"prompt": "a", "max_tokens": 2})["text"] is not None
+    assert proxy.seen and all("authorization" not in r.headers for r in proxy.seen)
+
+
 def test_a_refused_token_is_a_clear_error(daemon, proxy):
     proxy.set(require_token=TOKEN)
     d = daemon(proxy.url + "/v1", token_env="MY_TOKEN")
@@ -343,6 +355,14 @@ def test_a_model_the_server_does_not_serve(daemon, proxy):
 
 
 # -- a dead or slow server never blocks local work ---------------------------------------------
+
+
+def test_tasks_routed_to_a_local_model_work_while_the_server_is_down(ember, tmp_path, smollm2_folder):
+    path = config(tmp_path, f"http://127.0.0.1:{free_port()}/v1", local_folder=smollm2_folder)
+    path.write_text(path.read_text().replace('tokenize = "big"', 'tokenize = "default"'))
+    d = ember(args=["--config", str(path)])
+    assert error_of(d.request("complete", {"prompt": "x", "max_tokens": 2}))["code"] == -32001
+    assert d.call("tokenize", {"text": "Hello world"})["model"] == "default"
 
 
 def test_a_hanging_server_blocks_neither_local_models_nor_tokenize(ember, tmp_path, proxy,

@@ -102,9 +102,9 @@ class ModelSettings(Section):
     tokenizer: str | None = Field(default=None, description=(
         "remote: the model's tokenizer, a hub id or local folder (default: served_model when it "
         "names one; \"server\": the server's tokenize route only)"))
-    token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description=(
-        "remote: the environment variable holding the bearer token (default HF_TOKEN); "
-        "never the token itself"))
+    token_env: str | None = Field(default=None, pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$", description=(
+        "remote: the environment variable holding the bearer token (default HF_TOKEN; \"\": send "
+        "none); never the token itself"))
     max_concurrent: int = Field(default=8, ge=1, le=1024, description=(
         "remote: requests in flight to this server at once; more wait their turn"))
     connect_timeout_s: float = Field(default=5.0, gt=0, description="remote: time to connect")
@@ -152,12 +152,16 @@ class LoadedConfig:
 
 
 def token_env(settings: ModelSettings) -> str:
-    return settings.token_env or DEFAULT_TOKEN_ENV
+    """The variable a remote model's token comes from ("" when it sends none)."""
+    return DEFAULT_TOKEN_ENV if settings.token_env is None else settings.token_env
 
 
 def remote_token(settings: ModelSettings, environ: dict[str, str] | None = None) -> str | None:
     """The bearer token for a remote model, read from the environment at the moment of use."""
-    value = (os.environ if environ is None else environ).get(token_env(settings), "").strip()
+    variable = token_env(settings)
+    if not variable:
+        return None
+    value = (os.environ if environ is None else environ).get(variable, "").strip()
     return value or None
 
 
@@ -339,7 +343,10 @@ def describe_effective(loaded: LoadedConfig) -> str:
             lines.append(f"\n[{head}]")
             if model is not None and model.remote:
                 variable, masked = loaded.auth.get(head.removeprefix("models."), (token_env(model), None))
-                shown = f"token from ${variable}: {masked}" if masked else f"no token (${variable} is not set)"
+                if masked:
+                    shown = f"token from ${variable}: {masked}"
+                else:
+                    shown = f"no token (${variable} is not set)" if variable else "no token (token_env is empty)"
                 lines.append(f"# auth: {shown}")
         value = flat[dotted]
         if leaf == "base_url" and isinstance(value, str):

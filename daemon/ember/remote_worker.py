@@ -8,6 +8,7 @@ schedules either kind alike. The threads mostly wait on the network; the server 
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,7 +26,7 @@ class RemoteWorker:
         self._lock = threading.Lock()
         self._waiting: set[Future] = set()
         self._running: dict[int, str] = {}  # job id -> label
-        self._ids = iter(range(1, 1 << 62))
+        self._ids = itertools.count(1)
         self.jobs_done = 0
 
     @property

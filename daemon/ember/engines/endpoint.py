@@ -14,6 +14,7 @@ backoff, and only before the first token: once text has streamed, a retry would 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -116,7 +117,7 @@ class StreamCloser:
 
     def __init__(self) -> None:
         self._streams: dict[int, tuple[threading.Event, Any]] = {}
-        self._ids = iter(range(1, 1 << 62))
+        self._ids = itertools.count(1)
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
 
@@ -225,7 +226,7 @@ class Endpoint:
         self.checked_at: float | None = None
         self._latency_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self._first_token_ms: deque[float] = deque(maxlen=LATENCY_WINDOW)
-        self._ids = iter(range(1, 1 << 62))
+        self._ids = itertools.count(1)
 
     # -- visibility ----------------------------------------------------------------------------
 
@@ -482,8 +483,12 @@ class Endpoint:
         lower = detail.lower()
         said = f": {detail}" if detail else ""
         if status in (401, 403):
-            how = (f"the token from ${access.token_env} was refused" if access.token
-                   else f"no token was sent (${access.token_env} is not set)")
+            if access.token:
+                how = f"the token from ${access.token_env} was refused"
+            elif access.token_env:
+                how = f"no token was sent (${access.token_env} is not set)"
+            else:
+                how = "no token was sent (token_env is empty)"
             return RemoteUnavailable(f"the server at {url} answered {status}: {how}{said}",
                                      self._data("unauthorized", status))
         if status == 429:

@@ -239,7 +239,9 @@ class Registry:
         while True:
             models = self.loaded()
             total = sum(m.resident_bytes for m in models)
-            victims = sorted((m for m in models if m.name != keep), key=lambda m: m.last_used)
+            # a remote model holds no memory here: unloading it would free nothing
+            victims = sorted((m for m in models if m.name != keep and not m.remote),
+                             key=lambda m: m.last_used)
             if total <= budget or not victims:
                 return
             log.info("Memory budget %d MB exceeded (%d MB): evicting %s",
