@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 # itself, so the server gets the first four only to stop early.
 SERVER_STOPS = 4
 TOP_LOGPROBS = 20  # the most OpenAI's API allows
-LABEL_METHODS = ("loglikelihood", "first-token-logprobs", "generated-answer")
 
 
 class NotSupported(Exception):
