@@ -383,6 +383,22 @@ def test_a_hanging_server_blocks_neither_local_models_nor_tokenize(ember, tmp_pa
     assert error_of(d.reply(hanging))["code"] == -32800
 
 
+def test_requests_beyond_max_concurrent_wait_their_turn(daemon, proxy):
+    proxy.set(stall=True, paths=(CHAT,))
+    d = daemon(proxy.url + "/v1", max_concurrent=1, read_timeout_s=600.0)
+    first = d.start_request("complete", {"messages": CAPITAL, "max_tokens": 2})
+    assert proxy.stalled.wait(120)
+    second = d.start_request("complete", {"messages": CAPITAL, "max_tokens": 2})
+    status = d.call("daemon/status")
+    worker = next(w for w in status["workers"] if w["device"].startswith("remote "))
+    assert worker["threads"] == 1 and worker["queue_depth"] == 1
+    assert next(m for m in status["models"] if m["name"] == "big")["remote"]["in_flight"] == 1
+    assert len(proxy.requests_to(CHAT)) == 1  # the second never reached the server
+    for msg_id in (second, first):
+        d.notify("$/cancelRequest", {"id": msg_id})
+        assert error_of(d.reply(msg_id))["code"] == -32800
+
+
 # -- visibility --------------------------------------------------------------------------------
 
 

@@ -107,10 +107,11 @@ def last_response() -> Any:
 class StreamCloser:
     """Shuts the socket of a stream whose request was cancelled.
 
-    Between tokens a cancelled request notices by itself; but a read blocked on a server that
-    sends nothing (queued, prefilling a long prompt, stuck) would wait for read_timeout_s while
-    holding one of the server's concurrent slots. One thread watches the open streams and shuts
-    the cancelled ones' sockets: the read returns at once and the server sees the client go.
+    Between tokens a cancelled request notices by itself; but a read blocked on a stream whose
+    server sends nothing yet (queued, prefilling a long prompt, stuck) would wait for
+    read_timeout_s while holding one of the server's concurrent slots. One thread watches the open
+    streams (those whose headers have arrived) and shuts the cancelled ones' sockets: the read
+    returns at once and the server sees the client go.
     """
 
     POLL_S = 0.05
