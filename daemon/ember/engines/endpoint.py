@@ -39,7 +39,8 @@ LATENCY_WINDOW = 200  # recent requests the latency percentiles cover
 # Words in a server's refusal that mean "the prompt does not fit" (vLLM, TGI, llama.cpp, OpenAI).
 TOO_LONG_HINTS = ("context length", "context_length", "maximum context", "too long", "must be <=",
                   "exceeds", "max_total_tokens", "max_input_tokens", "input validation error: `inputs`")
-MODEL_HINTS = ("model", "pinned")
+# ... and the ways servers say "not this model" (vLLM/OpenAI, transformers serve, others).
+MODEL_HINTS = ("does not exist", "not found", "not served", "unknown model", "no model")
 
 
 class Cancellable(Protocol):
@@ -499,7 +500,8 @@ class Endpoint:
             if any(h in lower for h in TOO_LONG_HINTS):
                 data = self._data("too-long", status)
                 return RemoteInputTooLong(f"the server at {url} says the input is too long{said}", data)
-        if status in (400, 404) and any(h in lower for h in MODEL_HINTS):
+        if status in (400, 404) and ("pinned to" in lower or (
+                "model" in lower and any(h in lower for h in MODEL_HINTS))):
             return RemoteUnavailable(f"the server at {url} does not serve this model{said}",
                                      self._data("model-not-served", status))
         if status in (404, 405):
