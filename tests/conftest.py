@@ -78,3 +78,53 @@ def ember(daemon_env):
     yield start
     for d in started:
         d.kill()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def transformers_serve(smollm2_folder: Path, tmp_path_factory):
+    """`transformers serve` on a free port with SmolLM2: a real OpenAI-compatible server for the
+    remote engine. Yields (base URL, log file). One server for the session (it loads in ~20 s)."""
+    import subprocess
+    import time
+    import urllib.request
+
+    port = free_port()
+    log = tmp_path_factory.mktemp("transformers-serve") / "serve.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+           "HF_HOME": str(log.parent / "hf")}
+    serve = str(Path(sys.executable).parent / "transformers")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([serve, "serve", str(smollm2_folder), "--host", "127.0.0.1",
+                                 "--port", str(port), "--log-level", "info"],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"transformers serve exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"transformers serve did not start:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)  # polling a server that is starting, not synchronizing a test
+        yield url, log
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)

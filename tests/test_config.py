@@ -74,3 +74,65 @@ def test_ember_config_prints_values_and_origins(daemon_env):
     out = done.stdout.decode()
     assert "threads = 2  # cli daemon.threads" in out
     assert "cache_dir = " in out and "# env EMBER_DAEMON__CACHE_DIR" in out
+
+
+# -- remote models -----------------------------------------------------------------------------
+
+REMOTE = '[models.default]\n[models.big]\nengine = "remote"\nbase_url = "http://gpu-box:8080/v1"\n'
+
+
+def _load(tmp_path, text, environ=None):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    return load_config(cfg, environ=environ or {})
+
+
+@pytest.mark.parametrize("line", [
+    'token = "abc"',
+    'api_key = "abc"',
+    'headers = { Authorization = "Bearer abc" }',
+    'served_model = "hf_abcdefghijklmnopqrstuvwxyz0123"',
+])
+def test_a_token_in_the_config_is_refused(tmp_path, line):
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, REMOTE + line + "\n")
+    assert "never reads a token from its configuration" in str(err.value)
+    assert "token_env" in str(err.value) and "abc" not in str(err.value)
+
+
+@pytest.mark.parametrize("url", ["http://user:pass@gpu-box/v1", "http://gpu-box/v1?api_key=x"])
+def test_credentials_in_the_base_url_are_refused(tmp_path, url):
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, f'[models.default]\n[models.big]\nengine = "remote"\nbase_url = "{url}"\n')
+    assert "models.big.base_url: credentials in the URL are refused" in str(err.value)
+
+
+@pytest.mark.parametrize("text, needle", [
+    (REMOTE + 'quantization = "int4"\n', "models.big.quantization: does not apply to a remote model"),
+    (REMOTE + 'kind = "seq2seq"\n', "models.big.kind: a remote model is a causal-lm"),
+    ('[models.default]\n[models.big]\nengine = "remote"\n', 'models.big.base_url: required for engine = "remote"'),
+    ('[models.default]\nbase_url = "http://x"\n', 'models.default.base_url: applies only to engine = "remote"'),
+    (REMOTE.replace("http://gpu-box:8080/v1", "ftp://gpu-box"), "models.big.base_url: expected http(s)://"),
+    (REMOTE + 'token_env = "MY TOKEN"\n', "models.big.token_env"),
+])
+def test_remote_settings_are_checked(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, text)
+    assert needle in str(err.value)
+
+
+def test_ember_config_shows_where_the_token_comes_from_masked(tmp_path):
+    secret = "hf_abcdefghijklmnopqrstuvwxyz0123"
+    loaded = _load(tmp_path, REMOTE + 'token_env = "TEAM_TOKEN"\n', environ={"TEAM_TOKEN": secret})
+    listing = describe_effective(loaded)
+    assert "# auth: token from $TEAM_TOKEN: hf_****0123" in listing
+    assert secret not in listing
+    assert f'token_env = "TEAM_TOKEN"  # file {tmp_path / "c.toml"}' in listing
+    assert 'base_url = "http://gpu-box:8080/v1"' in listing
+    assert "quantization" not in listing.split("[models.big]")[1].split("[models.default]")[0]
+
+
+def test_ember_config_says_when_no_token_is_set(tmp_path):
+    listing = describe_effective(_load(tmp_path, REMOTE))
+    assert "# auth: no token ($HF_TOKEN is not set)" in listing
+    assert "base_url" not in listing.split("[models.default]")[1]  # remote-only keys: remote models

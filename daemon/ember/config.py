@@ -7,6 +7,7 @@ a bad value stops start-up with a message naming the key and the place it was se
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,19 @@ MODEL_KINDS = (
     "token-classification",
 )
 QUANTIZATIONS = ("auto", "none", "int4", "int8", "bnb-8bit", "bnb-4bit", "int8-dynamic")
-ENGINES = ("auto", "transformers", "onnxruntime")
+ENGINES = ("auto", "transformers", "onnxruntime", "remote")
+# The token a remote model sends comes from this environment variable unless token_env names another.
+DEFAULT_TOKEN_ENV = "HF_TOKEN"
+# Settings of a model that an inference server runs (engine = "remote"), and settings that only a
+# model loaded here can have: each is refused on the other kind, so a typo cannot pass unnoticed.
+REMOTE_ONLY = ("base_url", "served_model", "tokenizer", "token_env", "max_concurrent",
+               "connect_timeout_s", "read_timeout_s", "retries")
+LOCAL_ONLY = ("source", "gguf_file", "quantization", "prefix_cache_mb", "device", "dtype", "allow_pickle")
+# Keys that would hold a secret: a token never goes into a file that people share and commit.
+SECRET_KEYS = ("token", "api_key", "apikey", "hf_token", "password", "secret", "authorization",
+               "bearer", "headers")
+SECRET_QUERY = re.compile(r"key|token|secret|signature|sig$|password|auth", re.IGNORECASE)
+TOKEN_LIKE = re.compile(r"\bhf_[A-Za-z0-9]{20,}|\bsk-[A-Za-z0-9_-]{20,}")
 
 
 class ConfigError(Exception):
@@ -68,7 +81,8 @@ class ModelSettings(Section):
     gguf_file: str | None = Field(default=None, description="GGUF file name inside a hub repo or folder")
     engine: Literal[ENGINES] = Field(default="auto", description=(  # type: ignore[valid-type]
         "what runs a causal LM: onnxruntime (fast on CPU), transformers (any device, bitsandbytes), "
-        "or auto (onnxruntime on CPU, transformers elsewhere)"))
+        "auto (onnxruntime on CPU, transformers elsewhere), or remote (an inference server at "
+        "base_url: TGI, vLLM, an Inference Endpoint, transformers serve)"))
     quantization: Literal[QUANTIZATIONS] = Field(default="auto", description=(  # type: ignore[valid-type]
         "auto picks the fastest choice that is accurate (docs/quantization.md); int4/int8/none for "
         "onnxruntime; none/bnb-4bit/bnb-8bit/int8-dynamic for transformers"))
@@ -79,6 +93,29 @@ class ModelSettings(Section):
     trust_remote_code: bool = False
     allow_pickle: bool = Field(default=False, description="allow pickle .bin weights (unsafe)")
     context_length: int | None = Field(default=None, ge=16, description="override the model's context")
+    # engine = "remote": an inference server runs the model (docs/deployment.md)
+    base_url: str | None = Field(default=None, description=(
+        "remote: the server, e.g. http://gpu-box:8080/v1 (TGI, vLLM, transformers serve) or an "
+        "Inference Endpoint's URL"))
+    served_model: str | None = Field(default=None, description=(
+        "remote: the model name the server serves (default: the one it lists)"))
+    tokenizer: str | None = Field(default=None, description=(
+        "remote: the model's tokenizer, a hub id or local folder (default: served_model when it "
+        "names one; \"server\": the server's tokenize route only)"))
+    token_env: str | None = Field(default=None, pattern=r"^([A-Za-z_][A-Za-z0-9_]*)?$", description=(
+        "remote: the environment variable holding the bearer token (default HF_TOKEN; \"\": send "
+        "none); never the token itself"))
+    max_concurrent: int = Field(default=8, ge=1, le=1024, description=(
+        "remote: requests in flight to this server at once; more wait their turn"))
+    connect_timeout_s: float = Field(default=5.0, gt=0, description="remote: time to connect")
+    read_timeout_s: float = Field(default=120.0, gt=0, description=(
+        "remote: longest wait for the server's next bytes, the first token included"))
+    retries: int = Field(default=3, ge=0, le=10, description=(
+        "remote: retries with backoff when the server answers 429 or 503 before the first token"))
+
+    @property
+    def remote(self) -> bool:
+        return self.engine == "remote"
 
 
 class TaskSettings(Section):
@@ -110,6 +147,29 @@ class LoadedConfig:
     settings: Settings
     sources: dict[str, str] = field(default_factory=dict)  # dotted key -> where it was set
     path: Path | None = None
+    # remote model -> (the variable its token comes from, the token masked, or None when unset)
+    auth: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+
+
+def token_env(settings: ModelSettings) -> str:
+    """The variable a remote model's token comes from ("" when it sends none)."""
+    return DEFAULT_TOKEN_ENV if settings.token_env is None else settings.token_env
+
+
+def remote_token(settings: ModelSettings, environ: dict[str, str] | None = None) -> str | None:
+    """The bearer token for a remote model, read from the environment at the moment of use."""
+    variable = token_env(settings)
+    if not variable:
+        return None
+    value = (os.environ if environ is None else environ).get(variable, "").strip()
+    return value or None
+
+
+def mask_secret(value: str) -> str:
+    """Enough to tell two tokens apart, never enough to use one: "hf_****1a2b"."""
+    if len(value) < 12:
+        return "****"
+    return (value[:3] if value.startswith(("hf_", "sk-")) else "") + "****" + value[-4:]
 
 
 def default_config_path() -> Path:
@@ -184,17 +244,75 @@ def load_config(
             _set(tree, dotted, value)
             sources[dotted] = origin
 
+    _refuse_secrets(tree, sources)
     try:
         settings = Settings.model_validate(tree)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, sources)) from None
+    for name, model in settings.models.items():
+        _check_engine_fields(name, model, sources)
     for name in settings.daemon.preload:
         if name not in settings.models:
             raise ConfigError(f"daemon.preload: no model named '{name}' in [models]")
     for task, name in settings.tasks.model_dump().items():
         if name is not None and name not in settings.models:
             raise ConfigError(f"tasks.{task}: no model named '{name}' in [models]")
-    return LoadedConfig(settings, sources, cfg_path if cfg_path.is_file() else None)
+    auth = {}
+    for name, model in settings.models.items():
+        if model.remote:
+            token = remote_token(model, environ)
+            auth[name] = (token_env(model), mask_secret(token) if token else None)
+    return LoadedConfig(settings, sources, cfg_path if cfg_path.is_file() else None, auth)
+
+
+def _refuse_secrets(tree: dict[str, Any], sources: dict[str, str]) -> None:
+    models = tree.get("models")
+    if not isinstance(models, dict):
+        return
+    for dotted, value in _flatten({"models": models}).items():
+        leaf = dotted.rsplit(".", 1)[-1].lower()
+        if leaf in SECRET_KEYS or (isinstance(value, str) and TOKEN_LIKE.search(value)):
+            raise ConfigError(
+                f"{dotted}: Ember never reads a token from its configuration "
+                f"(from {sources.get(dotted, 'default')}). Put the token in an environment variable "
+                f"({DEFAULT_TOKEN_ENV} by default) and name that variable with token_env = \"NAME\"")
+
+
+def _check_engine_fields(name: str, model: ModelSettings, sources: dict[str, str]) -> None:
+    """Remote-only settings on a local model, and local-only ones on a remote model, are errors."""
+    prefix = f"models.{name}"
+    given = model.model_fields_set
+    if not model.remote:
+        wrong = [f for f in REMOTE_ONLY if f in given]
+        if wrong:
+            raise ConfigError(f"{prefix}.{wrong[0]}: applies only to engine = \"remote\" "
+                              f"(from {sources.get(f'{prefix}.{wrong[0]}', 'default')})")
+        return
+    where = sources.get(f"{prefix}.engine", "default")
+    wrong = [f for f in LOCAL_ONLY if f in given]
+    if wrong:
+        raise ConfigError(f"{prefix}.{wrong[0]}: does not apply to a remote model; the server holds "
+                          f"the weights (from {sources.get(f'{prefix}.{wrong[0]}', 'default')})")
+    if model.kind != "causal-lm":
+        raise ConfigError(f"{prefix}.kind: a remote model is a causal-lm served over HTTP, not "
+                          f"{model.kind} (from {sources.get(f'{prefix}.kind', 'default')})")
+    if not model.base_url:
+        raise ConfigError(f"{prefix}.base_url: required for engine = \"remote\" (from {where})")
+    from urllib.parse import parse_qsl, urlsplit
+
+    url = urlsplit(model.base_url)
+    origin = sources.get(f"{prefix}.base_url", "default")
+    try:
+        url.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        url = urlsplit("")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(f"{prefix}.base_url: expected http(s)://host[:port][/v1], "
+                          f"got {model.base_url!r} (from {origin})")
+    secret_query = [k for k, _ in parse_qsl(url.query) if SECRET_QUERY.search(k)]
+    if url.username or url.password or secret_query:
+        raise ConfigError(f"{prefix}.base_url: credentials in the URL are refused (from {origin}); "
+                          "put the token in an environment variable and name it with token_env")
 
 
 def _describe(exc: ValidationError, sources: dict[str, str]) -> str:
@@ -217,14 +335,40 @@ def describe_effective(loaded: LoadedConfig) -> str:
     section = None
     for dotted in sorted(flat):
         head, _, leaf = dotted.rpartition(".")
+        model = loaded.settings.models.get(head.removeprefix("models.")) if head.startswith("models.") else None
+        if model is not None and leaf in (LOCAL_ONLY if model.remote else REMOTE_ONLY):
+            continue  # does not apply to this kind of model
         if head != section:
             section = head
             lines.append(f"\n[{head}]")
+            if model is not None and model.remote:
+                variable, masked = loaded.auth.get(head.removeprefix("models."), (token_env(model), None))
+                if masked:
+                    shown = f"token from ${variable}: {masked}"
+                else:
+                    shown = f"no token (${variable} is not set)" if variable else "no token (token_env is empty)"
+                lines.append(f"# auth: {shown}")
         value = flat[dotted]
+        if leaf == "base_url" and isinstance(value, str):
+            value = public_url(value)
         rendered = "nil" if value is None else _toml_value(value)
         origin = loaded.sources.get(dotted, "default")
         lines.append(f"{leaf} = {rendered}  # {origin}")
     return "\n".join(lines) + "\n"
+
+
+def public_url(url: str) -> str:
+    """A URL fit to show: no user info, and a query string's values hidden (they can be keys)."""
+    from urllib.parse import parse_qsl, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        netloc = f"{host}:{parts.port}" if parts.port else host
+    except ValueError:
+        netloc = host
+    query = "&".join(f"{k}=****" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def _toml_value(value: Any) -> str:

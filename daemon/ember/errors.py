@@ -80,3 +80,17 @@ class ShuttingDown(EmberError):
 
 class TaskUnavailable(EmberError):
     code = TASK_UNAVAILABLE
+
+
+class RemoteUnavailable(ModelLoadError):
+    """A remote model's server is down, slow, refuses our token, or does not serve the model.
+
+    `data` names the endpoint (never a secret) and a machine-readable `reason`: unreachable, timeout,
+    unauthorized, model-not-served, server-error, unavailable, bad-request, no-route.
+    """
+
+
+class RemoteInputTooLong(EmberError):
+    """The server says the prompt does not fit its context (its own message, its own numbers)."""
+
+    code = INPUT_TOO_LONG

@@ -32,7 +32,8 @@ def setup_logging(level: str, log_file: str | None) -> None:
         handler = logging.handlers.RotatingFileHandler(path, maxBytes=5 << 20, backupCount=2)
         handler.setFormatter(logging.Formatter(FORMAT))
         root.addHandler(handler)
-    for noisy in ("pygls", "httpx", "httpcore", "urllib3", "filelock", "huggingface_hub"):
+    for noisy in ("pygls", "httpx", "httpcore", "httpx2", "httpcore2", "urllib3", "filelock",
+                  "huggingface_hub"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     import warnings
 

@@ -43,6 +43,15 @@ class Service:
     # -- workers -------------------------------------------------------------------------------
 
     def worker_for(self, model_name: str) -> Worker:
+        endpoint = self.registry.endpoint(model_name)
+        if endpoint is not None:  # a remote model: its server's own worker, never a device's
+            key = f"remote {endpoint.public_url}"
+            if key not in self._workers:
+                from .remote_worker import RemoteWorker
+
+                self._workers[key] = RemoteWorker(key, endpoint.max_concurrent,
+                                                  self.settings.daemon.max_queue)
+            return self._workers[key]  # type: ignore[return-value]
         # One worker per configured device: models on the same device take turns on it.
         device = self.settings.models[model_name].device
         key = "cuda:0" if device == "cuda" else device
@@ -114,7 +123,7 @@ class Service:
             started = time.monotonic()
             run_ctx.check_cancelled()
             lm, load_s = self.registry.acquire(model_name)
-            with lm.lock:
+            with lm.exclusive():
                 result = task.run(params, lm, run_ctx)
             lm.touch()
             done = time.monotonic()
@@ -145,7 +154,25 @@ class Service:
         name = self.model_for(task, requested)
         assert name is not None
         load = self.registry.text_tokenizer if text_only else self.registry.tokenizer
-        return name, await self.on_side(load, name)
+        tok = await self.on_side(load, name)
+        if tok is None:  # a remote model without its tokenizer here: ask its server
+            lm, _ = await asyncio.wrap_future(self.worker_for(name).submit(
+                lambda: self.registry.acquire(name), f"load {name}"))
+            tok = lm.tokenizer or lm.engine.server_tokenizer()
+            if tok is None:
+                raise TaskUnavailable(
+                    f"tokenize: model '{name}' has no tokenizer here (set tokenizer = \"<hub id or "
+                    f"folder>\") and its server at {lm.engine.endpoint.public_url} has no tokenize route",
+                    {"model": name})
+        return name, tok
+
+    async def run_tokenizer(self, name: str, tok: Any, fn: Any, *args: Any) -> Any:
+        """Tokenizer work off the event loop; a server's tokenize route on that server's worker,
+        so a slow server never holds up the side pool that every local tokenize uses."""
+        if getattr(tok, "is_server_tokenizer", False):
+            return await asyncio.wrap_future(self.worker_for(name).submit(lambda: fn(*args),
+                                                                         f"tokenize {name}"))
+        return await self.on_side(fn, *args)
 
     # -- status and broadcasts -----------------------------------------------------------------
 
@@ -165,7 +192,7 @@ class Service:
             "uptime_s": round(time.time() - self.started, 1),
             "requests_served": self.requests_served,
             "queue_depth": sum(w.queue_depth for w in self.workers),
-            "running": [w.running.label for w in self.workers if w.running is not None],
+            "running": [label for w in self.workers for label in _running(w)],
             "connections": len(self.connections),
             "device": self.device,
             "memory": {"rss_bytes": mem.rss, "models_bytes": sum(m.resident_bytes for m in self.registry.loaded())},
@@ -180,3 +207,11 @@ class Service:
             from .models.devices import detect
 
             self.device = detect()
+
+
+def _running(worker: Any) -> list[str]:
+    """What a worker runs now: one job on a device, several on a remote server's worker."""
+    labels = getattr(worker, "running_labels", None)
+    if labels is not None:
+        return labels
+    return [worker.running.label] if worker.running is not None else []

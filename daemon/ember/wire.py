@@ -172,21 +172,26 @@ METHODS: dict[str, Method] = {
                "{model, count, ids, tokens, offsets, text?}"),
         Method("detokenize", DetokenizeParams, "Decode token ids.", "{model, text}"),
         Method("complete", CompleteParams, "Continue a prompt, answer chat messages, or fill in the middle.",
-               "{text, finish_reason: stop|length, fim?: {format, truncated}, model, usage, timings}"),
+               "{text, finish_reason: stop|length, fim?: {format, truncated}, first_token_ms?, model, "
+               "usage: {prompt_tokens, completion_tokens, cached_tokens?}, timings}"),
         Method("summarize", SummarizeParams, "Summarize text, in stages when it is long.",
                "{text, finish_reason, stages, model, usage, timings}"),
         Method("translate", TranslateParams, "Translate text, keeping code and Markdown intact.",
                "{text, finish_reason, model, usage, timings}"),
         Method("classify", ClassifyParams, "Probability of each label and the top label.",
-               "{label, scores: [{label, score}], calibrated, model, usage, timings}"),
+               "{label, scores: [{label, score}], calibrated, method: loglikelihood|first-token-logprobs|"
+               "generated-answer|classifier|zero-shot-nli, answer? (generated-answer: the model's "
+               "words), model, usage, timings}"),
         Method("entities", EntitiesParams, "Named entities from a token-classification model.",
                "{entities: [{text, label, start, end, score}], model, usage, timings}"),
         Method("daemon/status", None, "Loaded models, memory, queue and counters.",
                "{version, pid, uptime_s, requests_served, queue_depth, running: [label], connections, "
-               "memory: {rss_bytes, models_bytes}, models: [model], model_loads, workers: [{device, threads, "
+               "memory: {rss_bytes, models_bytes}, models: [model], model_loads, workers: [{device "
+               "(a remote server's worker: \"remote URL\"), threads (there: max_concurrent), "
                "queue_depth, jobs_done}]}"),
         Method("models/list", None, "Every configured model and whether it is loaded.",
-               "{models: [{name, source, kind, quantization_requested, loaded, tasks, ...model}]}"),
+               "{models: [{name, source, kind, quantization_requested (local models), loaded, tasks, "
+               "engine and remote (remote models), ...model}]}"),
         Method("models/load", ModelParams, "Load a configured model now.", "{model: model}"),
         Method("models/unload", ModelParams, "Unload a model and free its memory.", "{unloaded: bool}"),
     ]

@@ -37,7 +37,7 @@ class Generated:
     prompt_tokens: int
     completion_tokens: int
     run_ms: float
-    cached_tokens: int = 0  # prompt tokens whose KV state was reused
+    cached_tokens: int | None = 0  # prompt tokens whose KV state was reused (None: not reported)
     first_token_ms: float | None = None
 
 

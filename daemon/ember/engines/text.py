@@ -10,25 +10,82 @@ from typing import Any
 _CONTEXT_TOKENS = 6
 
 
+class StopFilter:
+    """Text that grows (from any source) to streamed deltas, cut at the first stop sequence.
+
+    Holds back the tail that could still become a stop sequence, so the deltas always add up to
+    the final text and never include a stop. Local engines feed it decoded tokens (through
+    TextAccumulator); a remote engine feeds it the text a server streams.
+    """
+
+    def __init__(self, stop: list[str], on_delta: Callable[[str], None] | None = None):
+        self.stop = [s for s in stop if s]
+        self.on_delta = on_delta
+        self.text = ""  # the final text so far (after a stop, frozen)
+        self.emitted = 0
+        self.stopped = False
+
+    def update(self, text: str) -> None:
+        """`text` is everything so far; it only ever grows."""
+        if self.stopped:
+            return
+        cut = _first_stop(text, self.stop)
+        if cut >= 0:
+            self.text, self.stopped = text[:cut], True
+            self._emit(len(self.text))
+            return
+        self.text = text
+        safe = len(text)
+        for s in self.stop:  # longest tail of text that starts a stop sequence
+            for k in range(min(len(s) - 1, len(text)), 0, -1):
+                if text.endswith(s[:k]):
+                    safe = min(safe, len(text) - k)
+                    break
+        self._emit(safe)
+
+    def finish(self, text: str | None = None) -> str:
+        """The final text (from `text`, the whole output, unless a stop already froze it)."""
+        if not self.stopped and text is not None:
+            cut = _first_stop(text, self.stop)
+            self.text = text[:cut] if cut >= 0 else text
+        self._emit(len(self.text))
+        return self.text
+
+    def _emit(self, upto: int) -> None:
+        if upto > self.emitted:
+            delta = self.text[self.emitted:upto]
+            self.emitted = upto
+            if self.on_delta:
+                self.on_delta(delta)
+
+
+def _first_stop(text: str, stop: list[str]) -> int:
+    return min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+
+
 class TextAccumulator:
     """Turns generated ids into text deltas.
 
-    Holds back text that could still turn into a stop sequence or that ends in a partial UTF-8
-    character, so the deltas always concatenate to the final text. Only the last few tokens are
-    decoded per step, so a long generation costs linear, not quadratic, time.
+    Holds back text that could still turn into a stop sequence (StopFilter) or that ends in a
+    partial UTF-8 character, so the deltas always concatenate to the final text. Only the last few
+    tokens are decoded per step, so a long generation costs linear, not quadratic, time.
     """
 
     def __init__(self, tokenizer: Any, stop: list[str], on_delta: Callable[[str], None] | None = None):
         self.tokenizer = tokenizer
-        self.stop = [s for s in stop if s]
-        self.on_delta = on_delta
         self.ids: list[int] = []
-        self.text = ""  # the final text so far (after a stop, frozen)
-        self.emitted = 0
-        self.stopped = False
+        self._stops = StopFilter(stop, on_delta)
         self._decoded = ""  # text of ids[:_read] (complete characters only)
         self._read = 0  # ids decoded into _decoded
         self._pending = ""  # text past _decoded that ends in a partial character
+
+    @property
+    def text(self) -> str:
+        return self._stops.text
+
+    @property
+    def stopped(self) -> bool:
+        return self._stops.stopped
 
     def add(self, new_ids: list[int]) -> None:
         if self.stopped:
@@ -47,37 +104,11 @@ class TextAccumulator:
             self._decoded += new
             self._read = len(self.ids)
             self._pending = ""
-        text = self._decoded
-        cut = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
-        if cut >= 0:
-            self.text, self.stopped = text[:cut], True
-            self._emit(len(self.text))
-            return
-        self.text = text
-        safe = len(text)
-        for s in self.stop:  # longest tail of text that starts a stop sequence
-            for k in range(min(len(s) - 1, len(text)), 0, -1):
-                if text.endswith(s[:k]):
-                    safe = min(safe, len(text) - k)
-                    break
-        self._emit(safe)
+        self._stops.update(self._decoded)
 
     def finish(self) -> str:
-        if not self.stopped:
-            # What is still pending is a character cut off by the last token: drop its bytes.
-            tail = self._pending.rstrip("\ufffd")
-            full = self._decoded + tail
-            cut = min((i for i in (full.find(s) for s in self.stop) if i >= 0), default=-1)
-            self.text = full[:cut] if cut >= 0 else full
-        self._emit(len(self.text))
-        return self.text
+        # What is still pending is a character cut off by the last token: drop its bytes.
+        return self._stops.finish(self._decoded + self._pending.rstrip("\ufffd"))
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True) if ids else ""
-
-    def _emit(self, upto: int) -> None:
-        if upto > self.emitted:
-            delta = self.text[self.emitted:upto]
-            self.emitted = upto
-            if self.on_delta:
-                self.on_delta(delta)

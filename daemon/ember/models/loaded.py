@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,9 @@ class LoadedModel:
     settings: ModelSettings
     kind: str  # one of config.MODEL_KINDS
     model: Any  # a transformers PreTrainedModel, or None when another engine runs the model
-    tokenizer: Any  # a transformers tokenizer: the model's own, whatever the engine
+    # a transformers tokenizer: the model's own, whatever the engine (None only for a remote model
+    # whose tokenizer is not available here)
+    tokenizer: Any
     device: str  # "cpu", "cuda:0", ...
     dtype: str
     quantization: str  # what was applied, e.g. "bnb-4bit", "none", "int4 (the GGUF's own blocks...)"
@@ -25,7 +28,8 @@ class LoadedModel:
     memory_bytes: int
     load_seconds: float
     source_path: str
-    engine: Any = None  # engines.base.LocalEngine for generative kinds (causal-lm, seq2seq)
+    # engines.base.LocalEngine for generative kinds (causal-lm, seq2seq), or engines.remote.RemoteEngine
+    engine: Any = None
     engine_note: str | None = None  # why the engine is not the one asked for (auto or explicit)
     prefix_cache: Any = None  # engines.prefix_cache.PrefixCache for causal LMs
     eos_ids: tuple[int, ...] = ()
@@ -37,6 +41,16 @@ class LoadedModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
+    def remote(self) -> bool:
+        """An inference server runs this model (engine = "remote")."""
+        return self.settings.remote
+
+    def exclusive(self) -> AbstractContextManager[Any]:
+        """Held while a task runs: one at a time on a local model; a remote model's requests run
+        concurrently (its server batches them; the endpoint limits how many)."""
+        return nullcontext() if self.remote else self.lock
+
+    @property
     def resident_bytes(self) -> int:
         """Weights plus the KV state the prefix cache holds now (what the memory budget counts)."""
         return self.memory_bytes + (self.prefix_cache.nbytes if self.prefix_cache is not None else 0)
@@ -45,6 +59,8 @@ class LoadedModel:
         self.last_used = time.monotonic()
 
     def describe(self) -> dict[str, Any]:
+        if self.remote:
+            return self._describe_remote()
         return {
             "name": self.name,
             "kind": self.kind,
@@ -59,6 +75,24 @@ class LoadedModel:
             "context_length": self.context_length,
             "memory_bytes": self.memory_bytes,  # the weights (the prefix cache's KV state is below)
             "prefix_cache": self.prefix_cache.describe() if self.prefix_cache is not None else None,
+            "load_seconds": round(self.load_seconds, 3),
+            "loaded_at": self.loaded_at,
+            "idle_s": round(time.monotonic() - self.last_used, 1),
+        }
+
+    def _describe_remote(self) -> dict[str, Any]:
+        engine = self.engine
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "source": engine.endpoint.public_url,
+            "engine": "remote",
+            "engine_note": self.engine_note,
+            "device": "remote",
+            "context_length": self.context_length,
+            "memory_bytes": self.memory_bytes,
+            "tokenizer": self.source_path if self.tokenizer is not None else None,
+            "remote": {"served_model": engine.served_model, **engine.endpoint.describe()},
             "load_seconds": round(self.load_seconds, 3),
             "loaded_at": self.loaded_at,
             "idle_s": round(time.monotonic() - self.last_used, 1),

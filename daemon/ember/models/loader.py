@@ -315,3 +315,45 @@ def _load_transformers(name: str, settings: ModelSettings, folder: Path, device:
     )
     log.info("Loaded %s (%s, %s, %s) in %.2fs", name, device, dtype, plan.applied, loaded.load_seconds)
     return loaded
+
+
+# -- remote models ---------------------------------------------------------------------------
+
+
+def load_remote(name: str, settings: ModelSettings, tokenizer: tuple[Path | None, str | None],
+                endpoint: Any, ctx: LoadContext) -> LoadedModel:
+    """Connect a remote model: ask its server what it serves, and load the model's tokenizer when
+    it is available here (`tokenizer`: its folder, or None and why, from sources.remote_tokenizer).
+    No weights are loaded. Raises RemoteUnavailable / ModelLoadError."""
+    from ..config import remote_token, token_env
+    from ..engines.endpoint import Access
+    from ..engines.remote import RemoteEngine, probe
+    from . import sources
+
+    started = time.monotonic()
+    access = Access(remote_token(settings), token_env(settings), settings.connect_timeout_s,
+                    settings.read_timeout_s, settings.retries)
+    ctx.report("load", 0.0, message=f"connecting to {endpoint.public_url}")
+    info = probe(endpoint, access, settings.served_model)
+    tokenizer_folder, note = tokenizer
+    if tokenizer_folder is None and settings.tokenizer is None and settings.served_model is None:
+        # the name the server serves is known only now: it may be a hub id or a folder
+        tokenizer_folder, note = sources.remote_tokenizer(settings, info.served_model, ctx.cache_dir)
+    tokenizer = load_tokenizer(tokenizer_folder, settings) if tokenizer_folder is not None else None
+    config = _read_json(tokenizer_folder / "config.json") if tokenizer_folder is not None else {}
+    if settings.context_length or info.context_length:
+        length = settings.context_length or info.context_length
+    else:
+        length = context_length(config, tokenizer, None)
+    loaded = LoadedModel(
+        name=name, settings=settings, kind="causal-lm", model=None, tokenizer=tokenizer,
+        device="remote", dtype="n/a", quantization="n/a (the server's)", quantization_note=None,
+        context_length=int(length), memory_bytes=0, load_seconds=time.monotonic() - started,
+        source_path=str(tokenizer_folder) if tokenizer_folder is not None else "",
+        engine=RemoteEngine(endpoint, access, info, tokenizer),
+        engine_note=f"tokenizer: {note}" if note else None,
+        eos_ids=eos_ids(tokenizer_folder, tokenizer) if tokenizer_folder is not None else (),
+    )
+    log.info("Connected %s to %s (%s, serving %s)%s", name, endpoint.public_url, info.server,
+             info.served_model, f"; {note}" if note else "")
+    return loaded

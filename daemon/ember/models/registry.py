@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..errors import InvalidParams, ModelLoadError
+from ..errors import EmberError, InvalidParams, ModelLoadError
 from . import loader, sources
 from .cache import remove_stale_work
 from .loaded import LoadedModel
@@ -34,11 +34,37 @@ class Registry:
         self._loaded: dict[str, LoadedModel] = {}
         self._tokenizers: dict[str, Any] = {}
         self._raw_tokenizers: dict[str, Any] = {}  # `tokenizers.Tokenizer` from tokenizer.json
-        self._folders: dict[str, Path] = {}
+        self._folders: dict[str, Path | None] = {}  # None: a remote model's tokenizer is not here
+        self._folder_notes: dict[str, str | None] = {}
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in settings.models}
         self._guard = threading.Lock()
         self.loads = 0  # how many model loads this daemon has done
+        self._endpoints = self._make_endpoints(settings)
         remove_stale_work(self.cache_dir)  # conversions that a killed daemon left half-written
+
+    @staticmethod
+    def _make_endpoints(settings: Settings) -> dict[str, Any]:
+        """One Endpoint per server (models on the same base URL share its counters and limit)."""
+        remote = {name: m for name, m in settings.models.items() if m.remote}
+        if not remote:
+            return {}
+        from ..engines.endpoint import Endpoint, split_base_url, use_session_for_servers
+
+        by_root: dict[tuple[str, str], Any] = {}
+        out = {}
+        for name, m in remote.items():
+            root = split_base_url(m.base_url or "")
+            if root not in by_root:
+                by_root[root] = Endpoint(m.base_url or "", m.max_concurrent)
+            endpoint = by_root[root]
+            endpoint.max_concurrent = max(endpoint.max_concurrent, m.max_concurrent)
+            out[name] = endpoint
+        use_session_for_servers()  # now, before any hub download could be using the old session
+        return out
+
+    def endpoint(self, name: str) -> Any:
+        """The server a remote model runs on (engines.endpoint.Endpoint), or None for a local one."""
+        return self._endpoints.get(name)
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -67,6 +93,10 @@ class Registry:
                 "loaded": lm is not None,
                 "tasks": [t for t, m in self.settings.tasks.model_dump().items() if m == name],
             }
+            if settings.remote:
+                del entry["quantization_requested"]
+                entry["engine"] = "remote"
+                entry["remote"] = {"served_model": settings.served_model, **self._endpoints[name].describe()}
             if lm is not None:
                 entry.update(lm.describe())
             out.append(entry)
@@ -74,18 +104,23 @@ class Registry:
 
     # -- loading -------------------------------------------------------------------------------
 
-    def folder(self, name: str) -> Path:
-        """The model's local files, downloading or converting them once."""
+    def folder(self, name: str) -> Path | None:
+        """The model's local files, downloading or converting them once. For a remote model: its
+        tokenizer's folder, or None where it is not available here."""
         self.check_name(name)
+        settings = self.settings.models[name]
         with self._locks[name]:
             if name not in self._folders:
-                self._folders[name] = sources.resolve(
-                    self.settings.models[name], self.cache_dir, self._reporter(name)
-                )
+                if settings.remote:
+                    self._folders[name], self._folder_notes[name] = sources.remote_tokenizer(
+                        settings, settings.served_model, self.cache_dir)
+                else:
+                    self._folders[name] = sources.resolve(settings, self.cache_dir, self._reporter(name))
             return self._folders[name]
 
     def tokenizer(self, name: str) -> Any:
-        """The model's tokenizer, without loading its weights. Safe from any thread."""
+        """The model's tokenizer, without loading its weights. Safe from any thread. None for a
+        remote model whose tokenizer is not here (the caller may ask its server)."""
         lm = self.get_loaded(name)
         if lm is not None:
             return lm.tokenizer
@@ -93,6 +128,8 @@ class Registry:
             if name in self._tokenizers:
                 return self._tokenizers[name]
         folder = self.folder(name)
+        if folder is None:
+            return None
         with self._locks[name]:  # one tokenizer load per model, however many ask at once
             with self._guard:
                 if name in self._tokenizers:
@@ -111,7 +148,10 @@ class Registry:
         lm = self.get_loaded(name)
         if lm is not None or known is not None:
             return lm.tokenizer if lm is not None else known
-        tokenizer_json = self.folder(name) / "tokenizer.json"
+        folder = self.folder(name)
+        if folder is None:
+            return None
+        tokenizer_json = folder / "tokenizer.json"
         if not tokenizer_json.is_file():
             return self.tokenizer(name)
         with self._guard:
@@ -138,9 +178,15 @@ class Registry:
             if lm is None:
                 report = self._reporter(name)
                 ctx = loader.LoadContext(self.cache_dir, self.settings.daemon.threads, report)
+                settings = self.settings.models[name]
                 try:
-                    lm = loader.load(name, self.settings.models[name], folder, ctx)
-                except ModelLoadError as exc:
+                    if settings.remote:
+                        lm = loader.load_remote(name, settings, (folder, self._folder_notes.get(name)),
+                                                self._endpoints[name], ctx)
+                    else:
+                        assert folder is not None
+                        lm = loader.load(name, settings, folder, ctx)
+                except EmberError as exc:  # ModelLoadError, a remote server's refusal
                     report("error", None, message=exc.message)
                     raise
                 except Exception as exc:  # noqa: BLE001
@@ -193,7 +239,9 @@ class Registry:
         while True:
             models = self.loaded()
             total = sum(m.resident_bytes for m in models)
-            victims = sorted((m for m in models if m.name != keep), key=lambda m: m.last_used)
+            # a remote model holds no memory here: unloading it would free nothing
+            victims = sorted((m for m in models if m.name != keep and not m.remote),
+                             key=lambda m: m.last_used)
             if total <= budget or not victims:
                 return
             log.info("Memory budget %d MB exceeded (%d MB): evicting %s",

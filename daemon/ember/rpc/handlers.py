@@ -82,11 +82,11 @@ def build_handlers(service: Service, on_initialize: Callable[[InitializeParams],
 
     async def tokenize_(p: TokenizeParams, req: RequestContext) -> dict[str, Any]:
         name, tok = await service.tokenizer("tokenize", p.model, text_only=p.messages is None)
-        return await service.on_side(tokenize, p, tok, name)
+        return await service.run_tokenizer(name, tok, tokenize, p, tok, name)
 
     async def detokenize_(p: DetokenizeParams, req: RequestContext) -> dict[str, Any]:
         name, tok = await service.tokenizer("tokenize", p.model, text_only=True)
-        return await service.on_side(detokenize, p, tok, name)
+        return await service.run_tokenizer(name, tok, detokenize, p, tok, name)
 
     async def status(_: None, req: RequestContext) -> dict[str, Any]:
         return service.status()

@@ -22,7 +22,14 @@ How each model kind scores the labels:
   entailment logits, softmaxed over the labels, give the probabilities (the zero-shot pipeline's
   single-label mode).
 
-This module runs on the model worker only, so it imports torch at the top.
+A remote causal LM (engine = "remote") scores labels the same way where its server returns prompt
+log-probabilities; otherwise by the first answer token's top log-probabilities, or, where the
+server returns no log-probabilities at all, by its generated answer (engines/remote.py). The
+result's `method` says which: loglikelihood, first-token-logprobs, generated-answer (or
+classifier / zero-shot-nli for the sequence classifiers).
+
+This module runs on a model's worker only; torch is imported where a local classifier runs, so a
+remote model's classify never loads it.
 """
 
 from __future__ import annotations
@@ -33,8 +40,6 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import torch
 
 from ..engines.decode import loglikelihoods
 from ..errors import InputTooLong, InvalidParams, TaskUnavailable
@@ -76,9 +81,9 @@ def clear_calibration_cache() -> None:
         _calibration_stats.update(hits=0, misses=0)
 
 
-def _calibration_key(lm: LoadedModel, labels: Sequence[str]) -> tuple[Any, ...]:
+def _calibration_key(lm: LoadedModel, labels: Sequence[str], method: str) -> tuple[Any, ...]:
     # loaded_at: a model reloaded (perhaps quantized differently) gets fresh priors.
-    return (lm.name, lm.loaded_at, tuple(labels))
+    return (lm.name, lm.loaded_at, tuple(labels), method)
 
 
 def _cache_get(key: tuple[Any, ...]) -> Any:
@@ -117,7 +122,7 @@ def run(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> dict[str, A
 
 
 def _result(labels: Sequence[str], probs: Sequence[float], *, calibrated: bool,
-            prompt_tokens: int) -> dict[str, Any]:
+            prompt_tokens: int, method: str) -> dict[str, Any]:
     total = float(sum(probs))
     scores = sorted(
         ({"label": label, "score": float(p) / total} for label, p in zip(labels, probs, strict=True)),
@@ -127,6 +132,7 @@ def _result(labels: Sequence[str], probs: Sequence[float], *, calibrated: bool,
         "label": scores[0]["label"],
         "scores": scores,
         "calibrated": calibrated,
+        "method": method,
         "usage": {"prompt_tokens": int(prompt_tokens), "completion_tokens": 0},
     }
 
@@ -201,9 +207,15 @@ def _answer_ids(tokenizer: Any, labels: Sequence[str]) -> list[list[int]]:
 
 
 def _label_loglik(lm: LoadedModel, prompt_ids: list[int], answers: list[list[int]],
-                  ctx: RunContext) -> list[float]:
-    """Sum of log P(answer tokens | prompt) for each answer: the prompt runs once (and its KV state
-    stays in the prefix cache, so calibration inputs and repeated texts are cheap)."""
+                  ctx: RunContext, prompt: str | None = None) -> list[float]:
+    """Sum of log P(answer tokens | prompt) for each answer. Locally the prompt runs once (and its
+    KV state stays in the prefix cache, so calibration inputs and repeated texts are cheap); a
+    remote model's server scores the prompt followed by each answer."""
+    if lm.remote:  # the server takes text: the prompt as rendered, the answers decoded
+        decode = lm.tokenizer.decode
+        texts = [decode(a, skip_special_tokens=False) for a in answers]
+        text = prompt if prompt is not None else decode(prompt_ids, skip_special_tokens=False)
+        return lm.engine.loglikelihoods(text, texts, ctx)
     return loglikelihoods(lm.prefix_cache, prompt_ids, answers, ctx)
 
 
@@ -216,24 +228,30 @@ def _softmax(values: Sequence[float]) -> list[float]:
 
 def _label_probs(lm: LoadedModel, text: str, labels: Sequence[str], answers: list[list[int]],
                  ctx: RunContext) -> tuple[list[float], int]:
-    prompt_ids = _encode(lm.tokenizer, build_prompt(lm.tokenizer, text, labels))
+    prompt = build_prompt(lm.tokenizer, text, labels)
+    prompt_ids = _encode(lm.tokenizer, prompt)
     needed = len(prompt_ids) + max(len(a) for a in answers)
     if needed > lm.context_length:
         raise InputTooLong(needed, lm.context_length, "prompt")
-    return _softmax(_label_loglik(lm, prompt_ids, answers, ctx)), len(prompt_ids)
+    return _softmax(_label_loglik(lm, prompt_ids, answers, ctx, prompt)), len(prompt_ids)
 
 
-def content_free_prior(lm: LoadedModel, labels: Sequence[str], ctx: RunContext) -> list[float]:
-    """p_cf: label probabilities averaged over the content-free inputs (cached per model and labels)."""
-    key = _calibration_key(lm, labels)
+def content_free_prior(lm: LoadedModel, labels: Sequence[str], ctx: RunContext,
+                       method: str = "loglikelihood") -> list[float]:
+    """p_cf: label probabilities averaged over the content-free inputs (cached per model, labels
+    and scoring method)."""
+    key = _calibration_key(lm, labels, method)
     prior = _cache_get(key)
     if prior is not None:
         return prior
-    answers = _answer_ids(lm.tokenizer, labels)
+    answers = _answer_ids(lm.tokenizer, labels) if method == "loglikelihood" else []
     sums = [0.0] * len(labels)
     for text in CONTENT_FREE_INPUTS:
         ctx.check_cancelled()
-        probs, _ = _label_probs(lm, text, labels, answers, ctx)
+        if method == "loglikelihood":
+            probs, _ = _label_probs(lm, text, labels, answers, ctx)
+        else:
+            probs = _first_token_probs(lm, text, labels, ctx)
         sums = [s + p for s, p in zip(sums, probs, strict=True)]
     prior = [s / len(CONTENT_FREE_INPUTS) for s in sums]
     _cache_put(key, prior)
@@ -248,6 +266,8 @@ def calibrate(probs: Sequence[float], prior: Sequence[float]) -> list[float]:
 
 
 def _run_causal(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> dict[str, Any]:
+    if lm.remote:
+        return _run_remote(params, lm, ctx)
     labels = list(params.labels)
     ctx.check_cancelled()
     preset = sentiment_preset(labels) if _has_chat_template(lm.tokenizer) else None
@@ -258,7 +278,97 @@ def _run_causal(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> dic
     calibrated = should_calibrate(labels, params.calibrate)
     if calibrated:
         probs = calibrate(probs, content_free_prior(lm, labels, ctx))
-    return _result(labels, probs, calibrated=calibrated, prompt_tokens=prompt_tokens)
+    return _result(labels, probs, calibrated=calibrated, prompt_tokens=prompt_tokens,
+                   method="loglikelihood")
+
+
+# -- remote causal LM: what the server returns decides the method ------------------------------
+
+
+def _run_remote(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> dict[str, Any]:
+    from ..engines.remote import NotSupported
+
+    labels = list(params.labels)
+    calibrated = should_calibrate(labels, params.calibrate)
+    ctx.check_cancelled()
+    if lm.tokenizer is not None:  # the chat template and the label tokens are known here
+        try:
+            answers = _answer_ids(lm.tokenizer, labels)
+            probs, prompt_tokens = _label_probs(lm, params.text, labels, answers, ctx)
+            if calibrated:
+                probs = calibrate(probs, content_free_prior(lm, labels, ctx))
+            return _result(labels, probs, calibrated=calibrated, prompt_tokens=prompt_tokens,
+                           method="loglikelihood")
+        except NotSupported:
+            pass
+    prompt_tokens = _remote_prompt_tokens(lm, params.text, labels)
+    try:
+        probs = _first_token_probs(lm, params.text, labels, ctx)
+        if calibrated:
+            probs = calibrate(probs, content_free_prior(lm, labels, ctx, "first-token-logprobs"))
+        return _result(labels, probs, calibrated=calibrated, prompt_tokens=prompt_tokens,
+                       method="first-token-logprobs")
+    except NotSupported:
+        pass
+    return _generated_answer(lm, params.text, labels, ctx, prompt_tokens)
+
+
+def _remote_prompt_tokens(lm: LoadedModel, text: str, labels: Sequence[str]) -> int:
+    from .generation import chat_prompt, prompt_tokens
+
+    return prompt_tokens(lm, chat_prompt(lm, _messages(text, labels)))
+
+
+def _first_token_probs(lm: LoadedModel, text: str, labels: Sequence[str], ctx: RunContext) -> list[float]:
+    """Each label's probability from the answer's first token (top log-probabilities): the best
+    listed token that starts the label; a label none starts gets the least likely listed one's."""
+    return probs_from_first_token(lm.engine.first_token_logprobs(_messages(text, labels), ctx), labels)
+
+
+def probs_from_first_token(top: dict[str, float], labels: Sequence[str]) -> list[float]:
+    """Softmax over each label's best listed token that starts it (case and spaces aside); a label
+    that none starts gets the least likely listed token's log-probability (an upper bound)."""
+    floor = min(top.values()) if top else 0.0
+    scores = []
+    for label in labels:
+        want = label.strip().lower()
+        matching = [lp for token, lp in top.items()
+                    if (t := token.strip().lower()) and want.startswith(t)]
+        scores.append(max(matching, default=floor))
+    return _softmax(scores)
+
+
+def _generated_answer(lm: LoadedModel, text: str, labels: Sequence[str], ctx: RunContext,
+                      prompt_tokens: int) -> dict[str, Any]:
+    """No log-probabilities from the server: the model answers (greedy, a few tokens) and the answer
+    is matched to a label. Scores are 1 for that label, or an even split when it names none."""
+    from ..wire import GenerationOptions
+    from .generation import chat_prompt, generate
+
+    gen = generate(lm, chat_prompt(lm, _messages(text, labels)), GenerationOptions(max_tokens=8), ctx,
+                   8, stream=False, extra_stop=["\n"])
+    answer = gen.text.strip()
+    chosen = match_label(answer, labels)
+    probs = [1.0 if label == chosen else 0.0 for label in labels] if chosen else [1.0] * len(labels)
+    result = _result(labels, probs, calibrated=False, prompt_tokens=gen.prompt_tokens or prompt_tokens,
+                     method="generated-answer")
+    result["answer"] = answer
+    result["usage"]["completion_tokens"] = gen.completion_tokens
+    return result
+
+
+def match_label(answer: str, labels: Sequence[str]) -> str | None:
+    """The label an answer names: the longest label it starts with, else the first one it contains
+    as a word (case-insensitive), else None."""
+    said = answer.strip().strip("\"'*`.:").lower()
+    starts = [label for label in labels if said.startswith(label.strip().lower())]
+    if starts:
+        return max(starts, key=len)
+    import re
+
+    found = [(m.start(), label) for label in labels
+             if (m := re.search(rf"\b{re.escape(label.strip().lower())}\b", said))]
+    return min(found)[1] if found else None
 
 
 # A content-free input ("N/A") really belongs to a catch-all label, which breaks calibration's premise
@@ -435,7 +545,7 @@ def _run_preset(preset: Preset, text: str, labels: list[str], lm: LoadedModel,
     probs = prototypes(lm, preset, ctx).posterior(scores)
     spelled = {label.strip().lower(): label for label in labels}  # the request's spelling
     return _result([spelled[label] for label in preset.labels], probs, calibrated=True,
-                   prompt_tokens=prompt_tokens)
+                   prompt_tokens=prompt_tokens, method="loglikelihood")
 
 
 # -- sequence classifiers ------------------------------------------------------------------------
@@ -453,6 +563,8 @@ def _check_length(tokens: int, lm: LoadedModel) -> None:
 
 def _run_text_classification(params: ClassifyParams, lm: LoadedModel,
                              ctx: RunContext) -> dict[str, Any]:
+    import torch
+
     model_labels = _id2label(lm)
     enc = lm.tokenizer(params.text, return_tensors="pt")
     tokens = int(enc["input_ids"].shape[1])
@@ -469,7 +581,7 @@ def _run_text_classification(params: ClassifyParams, lm: LoadedModel,
     else:
         keep = list(range(len(model_labels)))
     return _result([model_labels[i] for i in keep], [probs[i] for i in keep],
-                   calibrated=False, prompt_tokens=tokens)
+                   calibrated=False, prompt_tokens=tokens, method="classifier")
 
 
 def _entailment_id(lm: LoadedModel) -> int:
@@ -481,6 +593,8 @@ def _entailment_id(lm: LoadedModel) -> int:
 
 
 def _run_zero_shot(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> dict[str, Any]:
+    import torch
+
     labels = list(params.labels)
     entail = _entailment_id(lm)
     hypotheses = [ZERO_SHOT_HYPOTHESIS.format(label) for label in labels]
@@ -492,4 +606,4 @@ def _run_zero_shot(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> 
     with torch.inference_mode():
         logits = lm.model(**{k: v.to(lm.device) for k, v in enc.items()}).logits.float()
     probs = torch.softmax(logits[:, entail], dim=0).tolist()
-    return _result(labels, probs, calibrated=False, prompt_tokens=text_tokens)
+    return _result(labels, probs, calibrated=False, prompt_tokens=text_tokens, method="zero-shot-nli")

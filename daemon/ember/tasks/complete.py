@@ -8,7 +8,7 @@ from ..errors import InvalidParams, TaskUnavailable
 from ..models.loaded import LoadedModel
 from ..wire import CompleteParams
 from .base import RunContext
-from .generation import chat_ids, generate, usage
+from .generation import CHARS_PER_TOKEN, Prompt, chat_prompt, generate, text_prompt, usage
 
 DEFAULT_MAX_TOKENS = 128
 
@@ -63,21 +63,20 @@ def run(params: CompleteParams, lm: LoadedModel, ctx: RunContext) -> dict[str, A
         given.append("prefix")  # suffix alone means "fill at the start of the file"
     if len(given) != 1:
         raise InvalidParams("give exactly one of: prompt, messages, or prefix (with optional suffix)")
-    tok = lm.tokenizer
+    tok = lm.tokenizer  # None for a remote model whose tokenizer is not here
     max_new = params.max_tokens or DEFAULT_MAX_TOKENS
     result: dict[str, Any] = {}
     if params.prompt is not None:
-        ids = tok(params.prompt, add_special_tokens=True)["input_ids"]
-        gen = generate(lm, ids, params, ctx, DEFAULT_MAX_TOKENS)
+        gen = generate(lm, text_prompt(lm, params.prompt), params, ctx, DEFAULT_MAX_TOKENS)
     elif params.messages is not None:
         if not params.messages:
             raise InvalidParams("messages: must not be empty")
-        ids = chat_ids(lm, [m.model_dump() for m in params.messages])
-        gen = generate(lm, ids, params, ctx, DEFAULT_MAX_TOKENS)
+        gen = generate(lm, chat_prompt(lm, [m.model_dump() for m in params.messages]), params, ctx,
+                       DEFAULT_MAX_TOKENS)
     else:
         prefix, suffix = params.prefix or "", params.suffix or ""
         budget = max(16, lm.context_length - max_new - 64)
-        fmt = fim_format(tok)
+        fmt = fim_format(tok) if tok is not None else None
         if fmt is not None:
             style, p, s, m, eot, lead = fmt
             pre_ids, suf_ids, truncated = _fit_fim(tok, prefix, suffix, budget)
@@ -86,14 +85,19 @@ def run(params: CompleteParams, lm: LoadedModel, ctx: RunContext) -> dict[str, A
             # Tokenized as one text, as the model saw it in training: special tokens are matched
             # whole and the text between them is pre-tokenized in place.
             layout = f"{p}{lead}{prefix}{s}{suffix}{m}"
-            ids = tok(layout, add_special_tokens=True)["input_ids"]
             eot_id = tok.get_vocab().get(eot)
-            gen = generate(lm, ids, params, ctx, DEFAULT_MAX_TOKENS,
+            gen = generate(lm, text_prompt(lm, layout), params, ctx, DEFAULT_MAX_TOKENS,
                            extra_eos=[eot_id] if eot_id is not None else None)
         else:
             style = FALLBACK
-            pre_ids, _, truncated = _fit_fim(tok, prefix, "", budget)
-            gen = generate(lm, pre_ids, params, ctx, DEFAULT_MAX_TOKENS,
+            if tok is not None:
+                pre_ids, _, truncated = _fit_fim(tok, prefix, "", budget)
+                prompt = Prompt(ids=pre_ids, text=tok.decode(pre_ids) if truncated else prefix)
+            else:  # no tokenizer here: keep about `budget` tokens' worth of the prefix
+                keep = budget * CHARS_PER_TOKEN
+                truncated = len(prefix) > keep
+                prompt = Prompt(text=prefix[len(prefix) - keep:] if truncated else prefix)
+            gen = generate(lm, prompt, params, ctx, DEFAULT_MAX_TOKENS,
                            extra_stop=_fallback_stops(suffix))
         result["fim"] = {"format": style, "truncated": truncated}
     result.update(text=gen.text, finish_reason=gen.finish_reason,

@@ -20,8 +20,9 @@ from typing import Any
 from ..errors import InputTooLong
 from ..models.loaded import LoadedModel
 from ..wire import SummarizeParams
+from . import generation
 from .base import RunContext
-from .generation import Generated, chat_ids, generate, usage
+from .generation import Generated, Prompt, chat_prompt, count_tokens, generate, usage
 from .sentences import UNDECIDED, answer_start, sentence_end
 
 MAX_TOKENS = {"short": 48, "medium": 120, "long": 256}
@@ -39,11 +40,11 @@ PREFILL: dict[str, str] = {}
 MAX_STAGES = 6
 
 
-def _prompt_ids(lm: LoadedModel, text: str, form: str) -> list[int]:
+def _prompt(lm: LoadedModel, text: str, form: str) -> Prompt | list[int]:
     if lm.kind == "seq2seq":
         prefix = "summarize: " if "t5" in type(lm.model).__name__.lower() else ""
         return lm.tokenizer(prefix + text, add_special_tokens=True)["input_ids"]
-    return chat_ids(lm, messages(text, form))
+    return chat_prompt(lm, messages(text, form))
 
 
 def messages(text: str, form: str) -> list[dict[str, str]]:
@@ -209,17 +210,22 @@ def sentence_stop_ids(tokenizer: Any) -> tuple[int, ...]:
 MAX_STEPS = 12  # generation steps for one sentence (each abbreviation or decimal point adds one)
 
 
-def _generate_answer(lm: LoadedModel, prompt_ids: list[int], params: SummarizeParams,
+def _generate_answer(lm: LoadedModel, prompt: Prompt | list[int], params: SummarizeParams,
                      ctx: RunContext, max_new: int, form: str, stream: bool) -> Generated:
     """Generate the summary; stream its cleaned text when asked."""
     answer = Answer(ctx.on_delta if stream else None, form)
     inner = RunContext(cancelled=ctx.cancelled, on_delta=answer.feed)
-    prefill = PREFILL.get(form, "") if lm.kind == "causal-lm" else ""
-    if prefill:
+    # Writing into the answer, and stopping at a sentence's end, take the prompt's token ids:
+    # a local causal model's. A remote model's chat endpoint answers whole; the answer is cut after.
+    steered = lm.kind == "causal-lm" and not lm.remote
+    prompt_ids = (prompt.ids if isinstance(prompt, Prompt) else prompt) if steered else None
+    prefill = PREFILL.get(form, "") if steered else ""
+    if prefill and prompt_ids is not None:
         answer.feed(prefill)
         prompt_ids = prompt_ids + lm.tokenizer(prefill, add_special_tokens=False)["input_ids"]
-    if form != "sentence" or lm.kind != "causal-lm":
-        gen = generate(lm, prompt_ids, params, inner, max_new, stream=True)
+        prompt = prompt_ids
+    if form != "sentence" or prompt_ids is None:
+        gen = generate(lm, prompt, params, inner, max_new, stream=True)
         text = answer.close()
         finish = "stop" if answer.done else gen.finish_reason
         return Generated(text, finish, gen.prompt_tokens, gen.completion_tokens, gen.run_ms)
@@ -259,14 +265,14 @@ def run(params: SummarizeParams, lm: LoadedModel, ctx: RunContext) -> dict[str, 
     if not params.text.strip():
         return {"text": "", "finish_reason": "stop", "stages": 0, "usage": usage(0, 0), "run_ms": 0.0}
     max_new = params.max_tokens or MAX_TOKENS[params.length]
-    overhead = len(_prompt_ids(lm, "", params.form))
+    overhead = generation.prompt_tokens(lm, _prompt(lm, "", params.form))
     reserve = max_new if lm.kind == "causal-lm" else 0
     budget = lm.context_length - overhead - reserve - 8
     if budget < 32:
         raise InputTooLong(overhead + reserve, lm.context_length, "the summary prompt and length")
 
     def count(t: str) -> int:
-        return len(lm.tokenizer(t, add_special_tokens=False)["input_ids"])
+        return count_tokens(lm, t)
 
     text, stages = params.text, 0
     prompt_tokens = completion_tokens = 0
@@ -280,14 +286,14 @@ def run(params: SummarizeParams, lm: LoadedModel, ctx: RunContext) -> dict[str, 
         partials = []
         for part in parts:
             ctx.check_cancelled()
-            gen = _generate_answer(lm, _prompt_ids(lm, part, "paragraph"), params, ctx,
+            gen = _generate_answer(lm, _prompt(lm, part, "paragraph"), params, ctx,
                                    MAX_TOKENS["medium"], "paragraph", stream=False)
             prompt_tokens += gen.prompt_tokens
             completion_tokens += gen.completion_tokens
             run_ms += gen.run_ms
             partials.append(gen.text.strip())
         text = "\n\n".join(partials)
-    final = _generate_answer(lm, _prompt_ids(lm, text, params.form), params, ctx, max_new,
+    final = _generate_answer(lm, _prompt(lm, text, params.form), params, ctx, max_new,
                              params.form, stream=params.stream)
     stages += 1
     return {

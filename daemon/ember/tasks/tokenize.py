@@ -30,7 +30,8 @@ def tokenize(params: TokenizeParams, tokenizer: Any, model_name: str) -> dict[st
     if backend is not None:
         # The Rust tokenizer's encode is read-only, so it is safe beside a running generation.
         enc = backend.encode(text, add_special_tokens=add_special)
-        ids, tokens, offsets = list(enc.ids), list(enc.tokens), [list(o) for o in enc.offsets]
+        ids, tokens = list(enc.ids), list(enc.tokens)
+        offsets = [list(o) for o in enc.offsets] if enc.offsets is not None else None
     else:
         enc = tokenizer(text, add_special_tokens=add_special, return_offsets_mapping=False)
         ids = list(enc["input_ids"])
@@ -47,16 +48,21 @@ def tokenize(params: TokenizeParams, tokenizer: Any, model_name: str) -> dict[st
 
 
 def _rust_tokenizer(tokenizer: Any) -> Any:
-    """The `tokenizers.Tokenizer` behind a transformers tokenizer, or the object itself if it is one."""
+    """The `tokenizers.Tokenizer` behind a transformers tokenizer, or the object itself if it is one
+    (or a remote server's tokenize route, which answers the same way: ids, tokens, offsets or None)."""
     from tokenizers import Tokenizer
 
-    if isinstance(tokenizer, Tokenizer):
+    if isinstance(tokenizer, Tokenizer) or getattr(tokenizer, "is_server_tokenizer", False):
         return tokenizer
     return getattr(tokenizer, "backend_tokenizer", None)
 
 
 def detokenize(params: DetokenizeParams, tokenizer: Any, model_name: str) -> dict[str, Any]:
     from tokenizers import Tokenizer
+
+    if getattr(tokenizer, "is_server_tokenizer", False):  # the server checks the ids
+        return {"model": model_name,
+                "text": tokenizer.decode(params.ids, skip_special_tokens=params.skip_special_tokens)}
 
     if isinstance(tokenizer, Tokenizer):
         size = tokenizer.get_vocab_size(with_added_tokens=True)

@@ -15,7 +15,7 @@ from typing import Any
 from ..models.loaded import LoadedModel
 from ..wire import TranslateParams
 from .base import RunContext
-from .generation import chat_ids, generate, usage
+from .generation import Prompt, chat_prompt, count_tokens, generate, usage
 
 FENCE = re.compile(r"^\s*(```+|~~~+)")
 MARKER = re.compile(r"^(\s*(?:#{1,6}\s+|[-*+]\s+(?:\[[ xX]\]\s+)?|\d+[.)]\s+|>\s?)*)")
@@ -75,7 +75,7 @@ class Translator:
         if self.params.stream and self.ctx.on_delta and piece:
             self.ctx.on_delta(piece)
 
-    def _ids(self, text: str) -> list[int]:
+    def _prompt(self, text: str) -> Prompt | list[int]:
         p = self.params
         if self.lm.kind == "seq2seq":
             prefix = ""
@@ -85,12 +85,12 @@ class Translator:
         source = f"from {p.source} " if p.source else ""
         system = (f"You are a translator. Translate the user's text {source}into {p.target}. "
                   "Copy markers like [[0]] unchanged. Reply with the translation only.")
-        return chat_ids(self.lm, [{"role": "system", "content": system}, {"role": "user", "content": text}])
+        return chat_prompt(self.lm, [{"role": "system", "content": system}, {"role": "user", "content": text}])
 
     def _generate(self, text: str) -> str:
         self.ctx.check_cancelled()
-        words = len(self.lm.tokenizer(text, add_special_tokens=False)["input_ids"])
-        gen = generate(self.lm, self._ids(text), self.params, self.ctx,
+        words = count_tokens(self.lm, text)
+        gen = generate(self.lm, self._prompt(text), self.params, self.ctx,
                        max(32, min(1024, 3 * words + 16)), stream=False,
                        extra_stop=["\n"])  # every block is one line: a newline means rambling
         self.prompt_tokens += gen.prompt_tokens

@@ -162,6 +162,11 @@ export interface ClassifyResult {
   label: string;
   scores: LabelScore[];
   calibrated: boolean;
+  /** How the scores were made: loglikelihood, first-token-logprobs or generated-answer (remote
+   * models whose server returns no log-probabilities), classifier, zero-shot-nli. */
+  method?: string;
+  /** generated-answer only: the model's own words. */
+  answer?: string;
   model: string;
   usage: Usage;
   timings: Timings;
