@@ -116,7 +116,8 @@ def test_uncalibrated_scores_are_the_plain_label_likelihoods(smollm2):
     prompt = classify._encode(tok, classify.build_prompt(tok, CLEAR_POSITIVE, SENTIMENT))
     loglik = classify._label_loglik(smollm2, prompt, classify._answer_ids(tok, SENTIMENT), RunContext())
     expected = classify._softmax(loglik)
-    assert [by_label(out)[lab] for lab in SENTIMENT] == pytest.approx(expected, abs=1e-6)
+    # (1e-5: the second run reuses the first's prompt KV state, float32 rounds a little apart)
+    assert [by_label(out)[lab] for lab in SENTIMENT] == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.model

@@ -4,7 +4,7 @@ the real SmolLM2 (marked `model`) and on a tiny random-weight chat model (always
 from __future__ import annotations
 
 import json
-import time
+import os
 from pathlib import Path
 
 import pytest
@@ -142,18 +142,12 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def loaded(name: str, folder: Path) -> LoadedModel:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """The model as the daemon loads it, on the reference engine (the rules here are the same on
+    every engine; tests/test_tasks_e2e.py runs summarize on both)."""
+    from ember.models import loader
 
-    started = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    return LoadedModel(
-        name=name, settings=ModelSettings(source=str(folder)), kind="causal-lm", model=model,
-        tokenizer=AutoTokenizer.from_pretrained(folder), device="cpu", dtype="float32",
-        quantization="none", quantization_note=None,
-        context_length=int(model.config.max_position_embeddings),
-        memory_bytes=sum(p.numel() * p.element_size() for p in model.parameters()),
-        load_seconds=time.perf_counter() - started, source_path=str(folder),
-    )
+    settings = ModelSettings(source=str(folder), engine="transformers")
+    return loader.load(name, settings, folder, loader.LoadContext(Path(os.environ["EMBER_TEST_CACHE"]), 1))
 
 
 def summarize_streaming(lm: LoadedModel, **params) -> dict:

@@ -97,12 +97,9 @@ def generate(source: SequenceSource, tokenizer: Any, req: DecodeRequest, ctx: Ca
             token = pick(logits, req.sampling, rng)
             if first_ms is None:
                 first_ms = (time.monotonic() - started) * 1000
-            if token in req.eos_ids:
-                finish = "stop"
-                break
             count += 1
-            acc.add([token])
-            if acc.stopped:
+            acc.add([token])  # an end token is text too where it is not special ("." for a sentence)
+            if token in req.eos_ids or acc.stopped:
                 finish = "stop"
                 break
             if count >= req.max_new_tokens or len(seq.tokens) >= seq.capacity:
