@@ -1,5 +1,8 @@
 """What keeping the model resident buys: a warm `ember serve` against loading the model per request.
 
+The daemon runs the transformers engine here, as the in-process baselines do; bench/generation.py and
+bench/editor.py measure the engines themselves.
+
     python bench/daemon.py [--threads T] [--repeat N] [--quick] [--max-tokens 48] [--decode-tokens 64]
 
 One run, one machine, three comparisons (the rounds of (a) and (b) alternate their two sides):
@@ -428,7 +431,9 @@ def main() -> None:
     args.spawns = args.spawns or (1 if args.quick else 3)
 
     started, t0, load_before = datetime.now(UTC), time.perf_counter(), load_avg()
-    serve_args = ["--threads", str(args.threads)]
+    # Like for like: the baselines run transformers in process, so the daemon runs it too
+    # (bench/generation.py and bench/editor.py compare the engines).
+    serve_args = ["--threads", str(args.threads), "--set", "models.default.engine=transformers"]
     if args.quantization:
         serve_args += ["--quantization", args.quantization]
     with tempfile.TemporaryDirectory(prefix="ember-bench-") as tmp:
