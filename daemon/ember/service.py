@@ -11,7 +11,6 @@ import itertools
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import __version__
@@ -19,6 +18,8 @@ from .config import Settings
 from .errors import Busy, TaskUnavailable
 from .models.registry import Registry
 from .rpc.protocol import RequestContext
+from .scheduling import DAEMON
+from .sidepool import SidePool
 from .tasks import TASKS
 from .tasks.base import RunContext
 from .worker import Worker
@@ -35,8 +36,10 @@ class Service:
         self.initialized: set[Any] = set()  # clients that called initialize: they get progress
         self.registry = Registry(settings, progress=self.broadcast_progress)
         self._workers: dict[str, Worker] = {}
-        # Tokenizer work and tokenizer loads: off the event loop, never behind a generation.
-        self.side_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ember-side")
+        # Tokenizer work and tokenizer loads: off the event loop, never behind a generation, and
+        # never started for a client that is not reading its replies.
+        self.side_pool = SidePool(settings.daemon.max_client_queue,
+                                  blocked=lambda client: getattr(client, "output_congested", False))
         self.loop: asyncio.AbstractEventLoop | None = None
         self.device: str | None = None  # what `auto` resolves to, once the worker has torch
 
@@ -48,7 +51,8 @@ class Service:
         key = "cuda:0" if device == "cuda" else device
         if key not in self._workers:
             d = self.settings.daemon
-            self._workers[key] = Worker(key, d.threads, d.max_queue, on_ready=self._on_worker_ready)
+            self._workers[key] = Worker(key, d.threads, d.max_queue, d.max_client_queue,
+                                        on_ready=self._on_worker_ready)
         return self._workers[key]
 
     @property
@@ -68,7 +72,7 @@ class Service:
     def stop(self) -> None:
         for w in self.workers:
             w.stop()
-        self.side_pool.shutdown(wait=False, cancel_futures=True)
+        self.side_pool.shutdown()
 
     def _reap_interval(self) -> float:
         return max(1.0, min(60.0, self.settings.daemon.keep_alive_s / 4 or 1.0))
@@ -130,22 +134,23 @@ class Service:
                 timings["tokens_per_second"] = round(completion / (run_ms / 1000), 2)
             return {**result, "model": model_name, "timings": timings}
 
-        future = self.worker_for(model_name).submit(job, f"{task_name} {req.id!r}")
+        future = self.worker_for(model_name).submit(job, f"{task_name} {req.id!r}", req.protocol, req.priority)
         try:
             return await asyncio.wrap_future(future)
         finally:
             if not future.done():
                 req.cancelled.set()  # cancelled while running: stop at the next decoding step
 
-    async def on_side(self, fn: Any, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.side_pool, fn, *args)
+    async def on_side(self, fn: Any, *args: Any, client: Any = DAEMON, cost: int = 0) -> Any:
+        """Run `fn(*args)` on the side pool; `cost` (characters) picks its lane. Busy when full."""
+        return await asyncio.wrap_future(self.side_pool.submit(fn, *args, client=client, cost=cost))
 
-    async def tokenizer(self, task: str, requested: str | None, text_only: bool = False) -> tuple[str, Any]:
+    async def tokenizer(self, task: str, requested: str | None, text_only: bool = False,
+                        client: Any = DAEMON) -> tuple[str, Any]:
         name = self.model_for(task, requested)
         assert name is not None
         load = self.registry.text_tokenizer if text_only else self.registry.tokenizer
-        return name, await self.on_side(load, name)
+        return name, await self.on_side(load, name, client=client)
 
     # -- status and broadcasts -----------------------------------------------------------------
 
@@ -165,6 +170,7 @@ class Service:
             "uptime_s": round(time.time() - self.started, 1),
             "requests_served": self.requests_served,
             "queue_depth": sum(w.queue_depth for w in self.workers),
+            "side_queue_depth": self.side_pool.queue_depth,
             "running": [w.running.label for w in self.workers if w.running is not None],
             "connections": len(self.connections),
             "device": self.device,
