@@ -287,11 +287,12 @@ def test_deep_json_on_the_socket_is_answered_and_the_connection_stays_usable(sha
     assert peer.call("tokenize", {"text": "hello world"})["count"] == 2
 
 
-def test_deep_json_through_ember_connect(shared_daemon, daemon_env):
+@pytest.mark.parametrize("command", [["connect", "--no-start"], ["pipe"]])
+def test_deep_json_through_ember_connect_and_pipe(shared_daemon, daemon_env, command):
     shared_daemon()
     request = ('{"jsonrpc":"2.0","id":1,"method":"tokenize","params":{"text":' + nested(50_000) + "}}\n"
                '{"jsonrpc":"2.0","id":2,"method":"tokenize","params":{"text":"hello world"}}\n')
-    done = subprocess.run([EMBER, "connect", "--no-start"], input=request.encode(), capture_output=True,
+    done = subprocess.run([EMBER, *command], input=request.encode(), capture_output=True,
                           timeout=TIMEOUT, env=daemon_env)
     assert done.returncode == 0, done.stderr.decode()
     replies = {r["id"]: r for r in map(json.loads, done.stdout.decode().splitlines())}
