@@ -81,7 +81,12 @@ class RawJSON:
 
     @classmethod
     def of(cls, value: Any) -> RawJSON:
-        return cls(_dumps(value))
+        if not isinstance(value, dict):
+            return cls(_dumps(value))
+        # One json.dumps per member: each is a C call that holds the GIL throughout, so a 1.4 MB
+        # tokenize result in one call would stall every other thread for its whole length.
+        members = (_dumps(str(k)) + b":" + _dumps(v) for k, v in value.items())
+        return cls(b"{" + b",".join(members) + b"}")
 
 
 def _dumps(value: Any) -> bytes:
@@ -159,6 +164,7 @@ class EmberProtocol(JsonRPCProtocol):
         self.on_exit: Callable[[int], None] | None = None
         self.on_request: Callable[[str], None] | None = None  # counters, idle timers
         self.flow: Any = None  # the transport's Backpressure, if it has one
+        self._write_failed = False
 
     @property
     def output_congested(self) -> bool:
@@ -414,5 +420,8 @@ class EmberProtocol(JsonRPCProtocol):
             assert self._write is not None
             self._write(data)
         except (BrokenPipeError, ConnectionError, OSError) as exc:
-            log.warning("Client connection lost while writing: %s", exc)
+            # Said once: the replies of the requests cancelled now fail the same way.
+            log.log(logging.DEBUG if self._write_failed else logging.WARNING,
+                    "Client connection lost while writing: %s", exc)
+            self._write_failed = True
             self.cancel_all()
