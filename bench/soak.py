@@ -12,8 +12,9 @@ The clients, each on its own connection and thread:
   at most 16 in flight.
 - script: `classify` with `priority: "batch"`, 4 in flight, as a batch job would.
 - slow reader: `daemon/status` and (one time in five) `tokenize` of a 200,000-character text (a
-  reply of about 1.4 MB), 4 in flight, reading its socket at 4 MB/s: the daemon must pause it,
-  not buffer for it, and not drop it either.
+  reply of about 1.4 MB), 4 in flight, reading its socket at 4 MB/s. The daemon runs with
+  `daemon.max_unread_mb = 1`, so each such reply passes the bound: the daemon must pause this
+  client, not buffer for it, and not drop it either.
 
 Requests are shared out 30% editor (half complete, half tokenize), 50% tokenizer, 5% script and 15%
 slow reader, until `--requests` have been sent after a warm-up of `--warmup` requests (which loads
@@ -33,6 +34,7 @@ import json
 import os
 import platform
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -54,7 +56,8 @@ EMBER = str(Path(sys.executable).parent / "ember")
 REPLY_TIMEOUT = 600.0  # a reply later than this is lost
 CODE = (ROOT / "daemon" / "ember" / "rpc" / "protocol.py").read_text()
 BIG = (CODE * 30)[:200_000]
-SLOW_READ_RATE = 4e6  # bytes/s: four 1.4 MB replies in flight outrun it
+SLOW_READ_RATE = 4e6  # bytes/s
+UNREAD_MB = 1  # the daemon's bound on unread replies: one 1.4 MB reply to the slow reader passes it
 REVIEWS = ["Great value, works as described.", "Broke after two days, very disappointed.",
            "It is fine, nothing special.", "Excellent support and fast delivery!",
            "The manual is confusing but the product is good."]
@@ -120,6 +123,12 @@ class Conn:
                                       "params": {"id": msg_id}}, "headers"))
 
     def close(self) -> None:
+        # shutdown first: close() alone does not end a socket that our reader thread is blocked
+        # on, so the daemon would never see us go.
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()
 
 
@@ -258,17 +267,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="ember-soak-") as tmp:
         env = environment(Path(tmp))
-        started = subprocess.run([EMBER, "daemon", "start"], capture_output=True, timeout=300, env=env)
+        started = subprocess.run([EMBER, "daemon", "start", "--set", f"daemon.max_unread_mb={UNREAD_MB}"],
+                                 capture_output=True, timeout=300, env=env)
         if started.returncode != 0:
             sys.exit(f"ember daemon start failed:\n{started.stderr.decode()}")
         path = Path(tmp) / "run" / "ember" / "ember.sock"
         log = Path(tmp) / "run" / "ember" / "ember.log"
         try:
             report = soak(path, args, rng)
-            report["log_pauses"] = log.read_text(errors="replace").count("is not reading its replies")
-            report["log_stuck"] = log.read_text(errors="replace").count("is stuck")
         finally:
             subprocess.run([EMBER, "daemon", "stop"], capture_output=True, timeout=60, env=env)
+        text = log.read_text(errors="replace")  # closed connections say how often they were paused
+        report["pauses"] = sum(int(n) for n in re.findall(r"it was paused (\d+) time", text))
+        report["log_stuck"] = text.count("is stuck")
     print_report(report, args)
     if report["errors"] or report["duplicates"]:
         sys.exit(1)
@@ -326,8 +337,12 @@ def soak(path: Path, args: argparse.Namespace, rng: random.Random) -> dict[str, 
     rss_end = rss_of(monitor)
     status = monitor.request("daemon/status")[1].result(60)[2]["result"]
     duplicates = sum(c.duplicates for c in conns.values()) + warm.duplicates
-    for c in [*conns.values(), warm, monitor]:
+    for c in [*conns.values(), warm]:
         c.close()
+    # Wait for the daemon to see them go: each closed connection logs how often it was paused.
+    while monitor.request("daemon/status")[1].result(60)[2]["result"]["connections"] > 1:
+        time.sleep(0.1)
+    monitor.close()
     return {"tally": tally, "elapsed": elapsed, "finished_at": finished_at, "rss_start": rss_start,
             "rss_end": rss_end, "rss_peak": max(rss_samples), "errors": len(tally.errors),
             "duplicates": duplicates, "status": status, "share": share}
@@ -346,8 +361,8 @@ def print_report(r: dict[str, Any], args: argparse.Namespace) -> None:
     growth = (r["rss_end"] - r["rss_start"]) / r["rss_start"] * 100
     print(f"- daemon RSS: {r['rss_start'] / 2**20:.0f} MiB after warm-up, {r['rss_end'] / 2**20:.0f} MiB "
           f"at the end ({growth:+.1f}%), peak sampled {r['rss_peak'] / 2**20:.0f} MiB")
-    print(f"- the slow reader was paused {r['log_pauses']} time(s) (logged at the first pause); "
-          f"clients dropped as stuck: {r['log_stuck']}")
+    print(f"- daemon.max_unread_mb = {UNREAD_MB}: clients paused for not reading their replies "
+          f"{r['pauses']} time(s) in all; clients dropped as stuck: {r['log_stuck']}")
     print(f"- daemon: {r['status']['requests_served']} requests served, "
           f"{r['status']['model_loads']} model load(s)\n")
     print("| client | method | ok | cancelled | errors | p50 ms | p95 ms | p99 ms |")

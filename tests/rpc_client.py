@@ -210,4 +210,10 @@ class SocketPeer:
         return reply["result"]
 
     def close(self) -> None:
+        import socket
+
+        try:  # close() alone would not end a socket our reader thread is blocked on
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.sock.close()

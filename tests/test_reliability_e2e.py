@@ -220,6 +220,19 @@ def test_socket_pauses_then_drops_a_stuck_client_while_others_carry_on(shared_da
     assert fast.call("tokenize", {"text": "still here"})["count"] > 0
 
 
+def test_a_paused_client_that_disconnects_is_cleaned_up_at_once(shared_daemon):
+    daemon = shared_daemon("daemon.max_unread_mb=1", "daemon.stall_timeout_s=600")
+    other = daemon.peer()
+    stuck = daemon.peer(read=False)
+    for i in range(1, 6):
+        stuck.send_raw(tokenize_frame(i, BIG, "headers"))
+    wait_for(lambda: "is not reading its replies" in daemon.log(), "the daemon to pause the client")
+    stuck.close()
+    # Not after the 600 s stall timeout: at once, with its queued work cancelled.
+    wait_for(lambda: other.call("daemon/status")["connections"] == 1, "the connection to close", timeout=60)
+    assert other.call("daemon/status")["side_queue_depth"] == 0
+
+
 # -- defect 2: one client's large side requests ---------------------------------------------------
 
 

@@ -287,7 +287,9 @@ class SharedDaemon:
             await conn.writer.wait_closed()
         except (ConnectionError, OSError):
             pass
-        log.info("%s closed (%d connected)", conn, len(self.connections))
+        paused = (f"; it was paused {conn.flow.pauses} time(s) for not reading its replies"
+                  if conn.flow.pauses else "")
+        log.info("%s closed (%d connected)%s", conn, len(self.connections), paused)
 
 
 def run_shared(loaded: LoadedConfig) -> int:
