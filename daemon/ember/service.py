@@ -134,7 +134,8 @@ class Service:
                 timings["tokens_per_second"] = round(completion / (run_ms / 1000), 2)
             return {**result, "model": model_name, "timings": timings}
 
-        future = self.worker_for(model_name).submit(job, f"{task_name} {req.id!r}", req.protocol, req.priority)
+        future = self.worker_for(model_name).submit(job, f"{task_name} {req.id!r}", req.protocol,
+                                                    req.priority)
         try:
             return await asyncio.wrap_future(future)
         finally:
