@@ -133,3 +133,87 @@ class Daemon:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=10)
+
+
+class SocketPeer:
+    """A raw Content-Length client on the shared daemon's socket, for bytes no library would send.
+
+    With `read=False` nobody reads the replies (a stuck client); `start_reading()` begins later.
+    """
+
+    def __init__(self, path: str | Path, read: bool = True):
+        import socket
+
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.messages: queue.Queue[Any] = queue.Queue()
+        self._replies: dict[Any, Any] = {}
+        self._ids = itertools.count(1)
+        self.arrivals: list[Any] = []  # reply ids in the order they arrived
+        if read:
+            self.start_reading()
+
+    def start_reading(self) -> None:
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        from ember.transport.framing import FrameDecoder
+
+        decoder = FrameDecoder("headers")
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.messages.put(None)
+                return
+            for body in decoder.feed(chunk):
+                value = json.loads(body)
+                for msg in value if isinstance(value, list) else [value]:
+                    if isinstance(msg, dict) and "method" not in msg:
+                        self.arrivals.append(msg.get("id"))
+                self.messages.put(value)
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def send(self, message: Any) -> None:
+        body = json.dumps(message).encode()
+        self.send_raw(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+    def start_request(self, method: str, params: Any = None) -> int:
+        msg_id = next(self._ids)
+        message: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        self.send(message)
+        return msg_id
+
+    def next_message(self, timeout: float = TIMEOUT) -> Any:
+        return self.messages.get(timeout=timeout)
+
+    def reply(self, msg_id: Any, timeout: float = TIMEOUT) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while msg_id not in self._replies:
+            msg = self.next_message(max(0.1, deadline - time.monotonic()))
+            if msg is None:
+                raise EOFError(f"the daemon closed the connection before replying to {msg_id!r}")
+            for m in msg if isinstance(msg, list) else [msg]:
+                if isinstance(m, dict) and "id" in m and "method" not in m:
+                    self._replies[m["id"]] = m
+        return self._replies.pop(msg_id)
+
+    def call(self, method: str, params: Any = None) -> Any:
+        reply = self.reply(self.start_request(method, params))
+        assert "result" in reply, reply
+        return reply["result"]
+
+    def close(self) -> None:
+        import socket
+
+        try:  # close() alone would not end a socket our reader thread is blocked on
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()

@@ -1,10 +1,19 @@
-"""Whatever arrives, the protocol answers every request exactly once and never raises."""
+"""Whatever arrives, the protocol answers every request exactly once and never raises.
+
+In-process first (the framing decoder and EmberProtocol, hundreds of cases), then the same
+structure-aware traffic (tests/frame_fuzz.py) against real daemons: `ember serve` in both framings
+and the shared daemon's socket.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
+import subprocess
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pygls.protocol import default_converter
@@ -12,6 +21,8 @@ from pygls.server import JsonRPCServer
 
 from ember.rpc.protocol import EmberProtocol
 from ember.transport.framing import FrameDecoder
+from frame_fuzz import ECHO, FrameGen, check, chunks, exchange
+from rpc_client import EMBER, Daemon, SocketPeer
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
@@ -111,3 +122,85 @@ def test_random_bytes_never_raise(data):
     asyncio.run(main())
     for raw in sent:
         assert b"Traceback" not in raw
+
+
+# -- structure-aware streams ---------------------------------------------------------------------
+
+seeds = st.randoms(use_true_random=False)
+framings = st.sampled_from(["lines", "headers"])
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seeds, framings)
+def test_how_bytes_are_chunked_never_changes_what_is_decoded(rng, framing):
+    data = b"".join(u.data for u in FrameGen(rng, framing, ECHO).stream(8))
+    whole = FrameDecoder()
+    expected = whole.feed(data) + whole.finish()
+    pieces = FrameDecoder()
+    got = [frame for chunk in chunks(rng, data, 64) for frame in pieces.feed(chunk)] + pieces.finish()
+    assert got == expected
+    assert pieces.framing == framing
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seeds, framings)
+def test_generated_streams_get_every_reply_exactly_once(rng, framing):
+    units = FrameGen(rng, framing, ECHO).stream(rng.randint(1, 12))
+    sent: list[bytes] = []
+    proto = make_protocol(sent)
+
+    async def main():
+        proto.attach(sent.append, asyncio.get_running_loop())
+        decoder = FrameDecoder()
+        for chunk in chunks(rng, b"".join(u.data for u in units), 300):
+            for frame in decoder.feed(chunk):
+                proto.framing = decoder.framing
+                proto.receive(frame)
+        await proto.wait_idle()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    replies = []
+    for raw in sent:
+        body = raw.split(b"\r\n\r\n", 1)[1] if framing == "headers" else raw
+        value = json.loads(body)
+        replies.extend(value if isinstance(value, list) else [value])
+    assert check(units, replies) == []
+
+
+# -- against real daemons ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    """One `ember serve` per framing and one shared daemon, reused by every example."""
+    tmp = tmp_path_factory.mktemp("fuzz")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
+    env.update({"XDG_CONFIG_HOME": str(tmp / "config"), "XDG_RUNTIME_DIR": str(tmp / "run"),
+                "EMBER_DAEMON__CACHE_DIR": os.environ["EMBER_TEST_CACHE"], "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp / "hf")})
+    (tmp / "run").mkdir(mode=0o700)
+    daemons = {framing: Daemon(framing, [], env) for framing in ("lines", "headers")}
+    started = subprocess.run([EMBER, "daemon", "start"], capture_output=True, timeout=120, env=env)
+    assert started.returncode == 0, started.stderr.decode()
+    peer = SocketPeer(tmp / "run" / "ember" / "ember.sock")
+    yield {"stdio lines": daemons["lines"], "stdio headers": daemons["headers"], "socket": peer}
+    peer.close()
+    subprocess.run([EMBER, "daemon", "stop"], capture_output=True, timeout=120, env=env)
+    for d in daemons.values():
+        d.kill()
+
+
+@pytest.mark.parametrize("transport", ["stdio lines", "stdio headers", "socket"])
+def test_real_daemons_answer_generated_streams(live, transport):
+    client = live[transport]
+    framing = "lines" if transport == "stdio lines" else "headers"
+
+    @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(seeds)
+    def run(rng: random.Random):
+        gen = FrameGen(rng, framing)
+        units = gen.stream(rng.randint(1, 10))
+        sentinel = f"sentinel-{rng.random()}"
+        assert check(units, exchange(client, units, sentinel)) == []
+
+    run()

@@ -63,6 +63,13 @@ class DaemonSettings(Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_file: str | None = Field(default=None, description="also log to this file")
     max_queue: int = Field(default=64, ge=1, description="queued model requests before Busy")
+    max_client_queue: int = Field(default=32, ge=1, description=(
+        "queued requests per client before Busy, for model work and for tokenizer work each"))
+    max_unread_mb: float = Field(default=4.0, gt=0, description=(
+        "per client: replies it has not read yet; past this Ember stops reading its requests"))
+    stall_timeout_s: float = Field(default=60.0, description=(
+        "disconnect a client whose unread replies stay over max_unread_mb with no progress this "
+        "long (0 or less: never)"))
     memory_budget_mb: int = Field(default=0, ge=0,
                                   description="evict least recently used models above this (0: no limit)")
     keep_alive_s: float = Field(default=1800.0,

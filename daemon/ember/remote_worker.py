@@ -44,7 +44,10 @@ class RemoteWorker:
         with self._lock:
             return list(self._running.values())
 
-    def submit(self, fn: Callable[[], Any], label: str) -> Future:
+    def submit(self, fn: Callable[[], Any], label: str, client: Any = None,
+               priority: str = "normal") -> Future:
+        """Queue `fn` for this server. `client` and `priority` are the device worker's: a server
+        takes up to max_concurrent requests at once and schedules them itself."""
         depth = self.queue_depth
         if depth >= self.max_queue:
             raise Busy(f"{depth} requests wait for {self.device} (daemon.max_queue); retry later",

@@ -53,16 +53,21 @@ def run_stdio(loaded: LoadedConfig, parent_pid: int | None = None) -> int:
             finish(0)
 
         on_signals(loop, on_signal)
-        connection = StdioConnection(protocol, sys.stdin.fileno(), protocol_fd)
+        d = loaded.settings.daemon
+        connection = StdioConnection(protocol, sys.stdin.fileno(), protocol_fd,
+                                     max_unread=int(d.max_unread_mb * 2**20),
+                                     stall_timeout_s=d.stall_timeout_s)
         reading = asyncio.ensure_future(connection.serve())
         await asyncio.wait([reading, finished], return_when=asyncio.FIRST_COMPLETED)
         code = finished.result() if finished.done() else 0
+        if connection.stalled:
+            return 1
         # Let cancellation replies reach the client before we go.
         try:
             await asyncio.wait_for(protocol.wait_idle(), timeout=2.0)
         except TimeoutError:
             pass
-        await asyncio.sleep(0)
+        await connection.flush(timeout=2.0)
         return code
 
     code = asyncio.run(main())

@@ -11,7 +11,6 @@ import itertools
 import logging
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import __version__
@@ -19,6 +18,8 @@ from .config import Settings
 from .errors import Busy, TaskUnavailable
 from .models.registry import Registry
 from .rpc.protocol import RequestContext
+from .scheduling import DAEMON
+from .sidepool import SidePool
 from .tasks import TASKS
 from .tasks.base import RunContext
 from .worker import Worker
@@ -35,8 +36,10 @@ class Service:
         self.initialized: set[Any] = set()  # clients that called initialize: they get progress
         self.registry = Registry(settings, progress=self.broadcast_progress)
         self._workers: dict[str, Worker] = {}
-        # Tokenizer work and tokenizer loads: off the event loop, never behind a generation.
-        self.side_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ember-side")
+        # Tokenizer work and tokenizer loads: off the event loop, never behind a generation, and
+        # never started for a client that is not reading its replies.
+        self.side_pool = SidePool(settings.daemon.max_client_queue,
+                                  blocked=lambda client: getattr(client, "output_congested", False))
         self.loop: asyncio.AbstractEventLoop | None = None
         self.device: str | None = None  # what `auto` resolves to, once the worker has looked
 
@@ -57,7 +60,8 @@ class Service:
         key = "cuda:0" if device == "cuda" else device
         if key not in self._workers:
             d = self.settings.daemon
-            self._workers[key] = Worker(key, d.threads, d.max_queue, on_ready=self._on_worker_ready)
+            self._workers[key] = Worker(key, d.threads, d.max_queue, d.max_client_queue,
+                                        on_ready=self._on_worker_ready)
         return self._workers[key]
 
     @property
@@ -77,7 +81,7 @@ class Service:
     def stop(self) -> None:
         for w in self.workers:
             w.stop()
-        self.side_pool.shutdown(wait=False, cancel_futures=True)
+        self.side_pool.shutdown()
 
     def _reap_interval(self) -> float:
         return max(1.0, min(60.0, self.settings.daemon.keep_alive_s / 4 or 1.0))
@@ -139,22 +143,24 @@ class Service:
                 timings["tokens_per_second"] = round(completion / (run_ms / 1000), 2)
             return {**result, "model": model_name, "timings": timings}
 
-        future = self.worker_for(model_name).submit(job, f"{task_name} {req.id!r}")
+        future = self.worker_for(model_name).submit(job, f"{task_name} {req.id!r}", req.protocol,
+                                                    req.priority)
         try:
             return await asyncio.wrap_future(future)
         finally:
             if not future.done():
                 req.cancelled.set()  # cancelled while running: stop at the next decoding step
 
-    async def on_side(self, fn: Any, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.side_pool, fn, *args)
+    async def on_side(self, fn: Any, *args: Any, client: Any = DAEMON, cost: int = 0) -> Any:
+        """Run `fn(*args)` on the side pool; `cost` (characters) picks its lane. Busy when full."""
+        return await asyncio.wrap_future(self.side_pool.submit(fn, *args, client=client, cost=cost))
 
-    async def tokenizer(self, task: str, requested: str | None, text_only: bool = False) -> tuple[str, Any]:
+    async def tokenizer(self, task: str, requested: str | None, text_only: bool = False,
+                        client: Any = DAEMON) -> tuple[str, Any]:
         name = self.model_for(task, requested)
         assert name is not None
         load = self.registry.text_tokenizer if text_only else self.registry.tokenizer
-        tok = await self.on_side(load, name)
+        tok = await self.on_side(load, name, client=client)
         if tok is None:  # a remote model without its tokenizer here: ask its server
             lm, _ = await asyncio.wrap_future(self.worker_for(name).submit(
                 lambda: self.registry.acquire(name), f"load {name}"))
@@ -166,13 +172,14 @@ class Service:
                     {"model": name})
         return name, tok
 
-    async def run_tokenizer(self, name: str, tok: Any, fn: Any, *args: Any) -> Any:
+    async def run_tokenizer(self, name: str, tok: Any, fn: Any, *args: Any, client: Any = DAEMON,
+                            cost: int = 0) -> Any:
         """Tokenizer work off the event loop; a server's tokenize route on that server's worker,
         so a slow server never holds up the side pool that every local tokenize uses."""
         if getattr(tok, "is_server_tokenizer", False):
             return await asyncio.wrap_future(self.worker_for(name).submit(lambda: fn(*args),
                                                                          f"tokenize {name}"))
-        return await self.on_side(fn, *args)
+        return await self.on_side(fn, *args, client=client, cost=cost)
 
     # -- status and broadcasts -----------------------------------------------------------------
 
@@ -192,6 +199,7 @@ class Service:
             "uptime_s": round(time.time() - self.started, 1),
             "requests_served": self.requests_served,
             "queue_depth": sum(w.queue_depth for w in self.workers),
+            "side_queue_depth": self.side_pool.queue_depth,
             "running": [label for w in self.workers for label in _running(w)],
             "connections": len(self.connections),
             "device": self.device,

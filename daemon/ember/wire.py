@@ -21,6 +21,11 @@ class Params(BaseModel):
 
 # -- shared pieces -----------------------------------------------------------------------------
 
+PRIORITY_HELP = (
+    "scheduling class on the model worker: interactive runs before normal, normal before batch; "
+    "clients take turns within a class (default: interactive for complete, normal otherwise)")
+Priority = Annotated[Literal["interactive", "normal", "batch"] | None, Field(default=None, description=PRIORITY_HELP)]
+
 
 class Message(Params):
     """One chat message."""
@@ -44,6 +49,7 @@ class GenerationOptions(Params):
     stop: list[str] = Field(default_factory=list, description="stop sequences (not in the text)")
     seed: int | None = Field(default=None, description="seed for sampling, for repeatable output")
     stream: bool = Field(default=False, description="send ember/stream notifications")
+    priority: Priority
 
 
 # -- lifecycle ---------------------------------------------------------------------------------
@@ -135,6 +141,7 @@ class ClassifyParams(Params):
         "(positive/negative/neutral, or positive/negative) are calibrated against shipped example "
         "sentences; other label sets get contextual calibration unless one is a catch-all such as "
         "neutral; false gives the plain label likelihoods"))
+    priority: Priority
 
 
 class EntitiesParams(Params):
@@ -142,6 +149,7 @@ class EntitiesParams(Params):
 
     text: str = Field(description="the text to search for entities")
     model: str | None = Field(default=None, description="configured model name (default: tasks.entities)")
+    priority: Priority
 
 
 class ModelParams(Params):
@@ -159,6 +167,7 @@ class Method:
     params: type[Params] | None  # None: params are ignored (and may be absent)
     summary: str
     result: str
+    priority: str = "normal"  # the scheduling class of its model work when params give none
 
 
 METHODS: dict[str, Method] = {
@@ -173,7 +182,8 @@ METHODS: dict[str, Method] = {
         Method("detokenize", DetokenizeParams, "Decode token ids.", "{model, text}"),
         Method("complete", CompleteParams, "Continue a prompt, answer chat messages, or fill in the middle.",
                "{text, finish_reason: stop|length, fim?: {format, truncated}, first_token_ms?, model, "
-               "usage: {prompt_tokens, completion_tokens, cached_tokens?}, timings}"),
+               "usage: {prompt_tokens, completion_tokens, cached_tokens?}, timings}",
+               priority="interactive"),
         Method("summarize", SummarizeParams, "Summarize text, in stages when it is long.",
                "{text, finish_reason, stages, model, usage, timings}"),
         Method("translate", TranslateParams, "Translate text, keeping code and Markdown intact.",
@@ -185,7 +195,8 @@ METHODS: dict[str, Method] = {
         Method("entities", EntitiesParams, "Named entities from a token-classification model.",
                "{entities: [{text, label, start, end, score}], model, usage, timings}"),
         Method("daemon/status", None, "Loaded models, memory, queue and counters.",
-               "{version, pid, uptime_s, requests_served, queue_depth, running: [label], connections, "
+               "{version, pid, uptime_s, requests_served, queue_depth, side_queue_depth, running: [label], "
+               "connections, "
                "memory: {rss_bytes, models_bytes}, models: [model], model_loads, workers: [{device "
                "(a remote server's worker: \"remote URL\"), threads (there: max_concurrent), "
                "queue_depth, jobs_done}]}"),

@@ -1,44 +1,35 @@
-"""The model worker: one thread per device that runs model work in order of arrival.
+"""The model worker: one thread per device that runs model work, fairly across clients.
 
 The event loop never runs model code. It submits jobs here and awaits their futures, so `tokenize`,
-`daemon/status` and `$/cancelRequest` stay instant while a long generation runs. A queued job whose
-future was cancelled is skipped; a running one stops cooperatively through its RunContext.
+`daemon/status` and `$/cancelRequest` stay instant while a long generation runs. Jobs wait in a
+FairQueue: interactive work (an editor's `complete`) before normal, normal before batch, and
+clients in turn within each, so one script's 500 `classify` calls cannot starve an editor. A
+queued job whose future was cancelled leaves the queue at once; a running one stops cooperatively
+through its RunContext.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import Busy
+from .scheduling import DAEMON, PRIORITIES, FairQueue, Job
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
-class Job:
-    fn: Callable[[], Any]
-    label: str
-    future: Future = field(default_factory=Future)
-    submitted: float = field(default_factory=time.monotonic)
-
-
 class Worker:
-    def __init__(self, device: str, threads: int, max_queue: int,
+    def __init__(self, device: str, threads: int, max_queue: int, max_client_queue: int | None = None,
                  on_ready: Callable[[], None] | None = None):
         self.device = device
         self._on_ready = on_ready  # called on the worker thread once torch is imported
         self.threads = threads
         self.max_queue = max_queue
-        self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._pending: set[Job] = set()
-        self._lock = threading.Lock()
+        self._queue = FairQueue(PRIORITIES, max_per_client=max_client_queue or max_queue,
+                                max_total=max_queue)
         self.running: Job | None = None
         self.jobs_done = 0
         self._thread = threading.Thread(target=self._run, name=f"ember-worker-{device}", daemon=True)
@@ -46,18 +37,18 @@ class Worker:
 
     @property
     def queue_depth(self) -> int:
-        """Jobs waiting (not counting the running one, nor cancelled ones)."""
-        with self._lock:
-            return sum(1 for job in self._pending if not job.future.cancelled())
+        """Jobs waiting (not counting the running one; cancelled ones leave at once)."""
+        return self._queue.depth()
 
-    def submit(self, fn: Callable[[], Any], label: str) -> Future:
-        depth = self.queue_depth
-        if depth >= self.max_queue:
-            raise Busy(f"{depth} requests are queued (daemon.max_queue); retry later",
-                       {"queue_depth": depth})
-        job = Job(fn, label)
-        with self._lock:
-            self._pending.add(job)
+    def client_depth(self, client: Hashable | None) -> int:
+        return self._queue.depth(client)
+
+    def submit(self, fn: Callable[[], Any], label: str, client: Hashable | None = DAEMON,
+               priority: str = "normal") -> Future:
+        """Queue `fn` for this device; raises Busy when the client's or the device's queue is full."""
+        if priority not in PRIORITIES:
+            raise ValueError(f"unknown priority {priority!r}")
+        job = Job(fn, label, client=client, kind=priority)
         self._queue.put(job)
         return job.future
 
@@ -66,13 +57,11 @@ class Worker:
         return self.submit(fn, label).result()
 
     def stop(self) -> None:
-        self._queue.put(None)
+        self._queue.close()
 
     def _run(self) -> None:
         self._configure_torch()
-        while (job := self._queue.get()) is not None:
-            with self._lock:
-                self._pending.discard(job)
+        while (job := self._queue.take()) is not None:
             if not job.future.set_running_or_notify_cancel():
                 continue  # cancelled while queued
             self.running = job

@@ -27,13 +27,15 @@ from pygls.protocol import JsonRPCProtocol
 from ..errors import (
     EmberError,
     InternalError,
+    InvalidParams,
     InvalidRequest,
     MethodNotFound,
     ParseError,
     RequestCancelled,
     ShuttingDown,
 )
-from ..transport.framing import Framing, FramingError, encode
+from ..transport.framing import Framing, FramingError, frame
+from .nesting import MAX_DEPTH, cut_deep, holds_marker
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +61,7 @@ class RequestContext:
     batch: Batch | None = None
     key: int = 0  # the protocol's own handle for this request (client ids may repeat)
     supersede: str | None = None  # the supersede key this request holds, if any
+    priority: str = "normal"  # its model work's scheduling class (set from params or the method)
 
     def notify(self, method: str, params: Any) -> None:
         """Send a notification to this request's client; safe from any thread."""
@@ -66,6 +69,67 @@ class RequestContext:
 
 
 current_request: contextvars.ContextVar[RequestContext] = contextvars.ContextVar("current_request")
+
+
+class RawJSON:
+    """A result already encoded as JSON (off the event loop, for large results)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    @classmethod
+    def of(cls, value: Any) -> RawJSON:
+        if not isinstance(value, dict):
+            return cls(_dumps(value))
+        # One json.dumps per member: each is a C call that holds the GIL throughout, so a 1.4 MB
+        # tokenize result in one call would stall every other thread for its whole length.
+        members = (_dumps(str(k)) + b":" + _dumps(v) for k, v in value.items())
+        return cls(b"{" + b",".join(members) + b"}")
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+
+
+def encode_message(message: Any) -> bytes:
+    """One message (or a batch of them) as JSON bytes, splicing in RawJSON results."""
+    if isinstance(message, list):
+        return b"[" + b",".join(encode_message(m) for m in message) + b"]"
+    result = message.get("result") if isinstance(message, dict) else None
+    if isinstance(result, RawJSON):
+        head = _dumps({k: v for k, v in message.items() if k != "result"})
+        return head[:-1] + b',"result":' + result.data + b"}"
+    return _dumps(message)
+
+
+@dataclass
+class Parsed:
+    """A frame's JSON (or why it has none), ready to dispatch; `cut`: containers were too deep."""
+
+    data: Any = None
+    error: EmberError | None = None
+    cut: bool = False
+
+
+def parse_frame(frame: bytes | FramingError) -> Parsed:
+    """Bytes to JSON, with over-deep containers cut (nesting.py). Pure: safe on any thread."""
+    if isinstance(frame, FramingError):
+        return Parsed(error=ParseError(f"Parse error: {frame.message}"))
+    cut = cut_deep(frame)
+    try:
+        return Parsed(json.loads(cut if cut is not None else frame, parse_constant=_reject_constant),
+                      cut=cut is not None)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return Parsed(error=ParseError(f"Parse error: invalid JSON ({_short(exc)})"))
+    except RecursionError:
+        return Parsed(error=ParseError(f"Parse error: nested deeper than {MAX_DEPTH} levels"))
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _reject_constant(name: str) -> Any:
@@ -99,6 +163,13 @@ class EmberProtocol(JsonRPCProtocol):
         self.shutdown_requested = False
         self.on_exit: Callable[[int], None] | None = None
         self.on_request: Callable[[str], None] | None = None  # counters, idle timers
+        self.flow: Any = None  # the transport's Backpressure, if it has one
+        self._write_failed = False
+
+    @property
+    def output_congested(self) -> bool:
+        """The client is behind on reading its replies: start no new side work for it."""
+        return bool(self.flow is not None and self.flow.congested)
 
     # -- wiring --------------------------------------------------------------------------------
 
@@ -128,32 +199,49 @@ class EmberProtocol(JsonRPCProtocol):
 
     def receive(self, frame: bytes | FramingError) -> None:
         """Handle one framed message body (called on the event loop)."""
-        if isinstance(frame, FramingError):
-            self._send_error_message(None, ParseError(f"Parse error: {frame.message}"))
-            return
+        self.dispatch(parse_frame(frame))
+
+    def dispatch(self, parsed: Parsed) -> None:
+        """Answer or start what one parsed frame asks for (event loop). Never raises."""
         try:
-            data = json.loads(frame, parse_constant=_reject_constant)
-        except (ValueError, UnicodeDecodeError) as exc:
-            self._send_error_message(None, ParseError(f"Parse error: invalid JSON ({exc})"))
+            self._dispatch(parsed)
+        except Exception:  # noqa: BLE001 - one bad message must not take the connection down
+            log.exception("Could not handle a message")
+            self._send_error_message(None, InternalError("Internal error while reading a message"))
+
+    def _dispatch(self, parsed: Parsed) -> None:
+        if parsed.error is not None:
+            self._send_error_message(None, parsed.error)
             return
+        data = parsed.data
         if isinstance(data, list):
             if not data:
                 self._send_error_message(None, InvalidRequest("Invalid Request: empty batch"))
                 return
             batch = Batch()
             for item in data:
-                self._receive_one(item, batch)
+                self._receive_one(item, batch, parsed.cut)
             batch.sealed = True
             self._flush_batch(batch)
         else:
-            self._receive_one(data, None)
+            self._receive_one(data, None, parsed.cut)
 
-    def _receive_one(self, msg: Any, batch: Batch | None) -> None:
+    def _receive_one(self, msg: Any, batch: Batch | None, cut: bool = False) -> None:
         problem = self._envelope_problem(msg)
         if problem is None and "method" not in msg:
             log.debug("Ignoring a response object from the client: %r", msg.get("id"))
             return
+        too_deep = None
+        if cut and holds_marker(msg):
+            if problem is None and not holds_marker({k: v for k, v in msg.items() if k != "params"}):
+                too_deep = InvalidParams(f"params: nested deeper than {MAX_DEPTH} levels")
+            else:
+                problem = problem or f"nested deeper than {MAX_DEPTH} levels"
         if problem is None and "id" not in msg:
+            if too_deep is not None:
+                log.warning("Dropping the notification %s: its params are nested too deep",
+                            msg["method"][:80])
+                return
             self._receive_notification(msg["method"], msg.get("params"))
             return
         if batch is not None:
@@ -161,6 +249,9 @@ class EmberProtocol(JsonRPCProtocol):
         if problem is not None:
             msg_id = msg.get("id") if isinstance(msg, dict) and _valid_id(msg.get("id")) else None
             self._answer_now(msg_id, batch, error=InvalidRequest(f"Invalid Request: {problem}"))
+            return
+        if too_deep is not None:
+            self._answer_now(msg["id"], batch, error=too_deep)
             return
         method, params = msg["method"], msg.get("params")
         if self.on_request:
@@ -305,17 +396,17 @@ class EmberProtocol(JsonRPCProtocol):
     def send_message(self, message: Any) -> None:
         """Encode and write one message; from another thread it is handed to the loop first."""
         try:
-            data = encode(message, self.framing)
-        except (TypeError, ValueError):
+            data = frame(encode_message(message), self.framing)
+        except (TypeError, ValueError, RecursionError):
             log.exception("Unserializable reply")
             if not (isinstance(message, dict) and "id" in message):
                 return
             error = {"jsonrpc": "2.0", "id": message["id"],
                      "error": InternalError("Internal error: unserializable result").to_error()}
             try:
-                data = encode(error, self.framing)
+                data = frame(encode_message(error), self.framing)
             except (TypeError, ValueError):
-                data = encode({**error, "id": None}, self.framing)
+                data = frame(encode_message({**error, "id": None}), self.framing)
         if self._write is None or self._loop is None:
             log.error("No transport to send on")
             return
@@ -329,5 +420,8 @@ class EmberProtocol(JsonRPCProtocol):
             assert self._write is not None
             self._write(data)
         except (BrokenPipeError, ConnectionError, OSError) as exc:
-            log.warning("Client connection lost while writing: %s", exc)
+            # Said once: the replies of the requests cancelled now fail the same way.
+            log.log(logging.DEBUG if self._write_failed else logging.WARNING,
+                    "Client connection lost while writing: %s", exc)
+            self._write_failed = True
             self.cancel_all()

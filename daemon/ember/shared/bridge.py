@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import ParseError
 from ..lifecycle import pid_alive
+from ..rpc.nesting import cut_deep
 from ..transport.framing import FrameDecoder, FramingError, encode
 
 PARENT_POLL_S = 1.0
@@ -29,6 +30,11 @@ PARENT_POLL_S = 1.0
 
 def _key(msg_id: Any) -> str:
     return json.dumps(msg_id)  # 1, 1.0 and "1" are different ids
+
+
+def _loads(body: bytes) -> Any:
+    # Cut as the daemon does, so a request nested 100,000 deep is still counted (it gets its reply).
+    return json.loads(cut_deep(body) or body)
 
 
 def _is_request(msg: Any) -> bool:
@@ -112,8 +118,8 @@ class Bridge:
 
     def _note_request(self, body: bytes) -> None:
         try:
-            message = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            message = _loads(body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return  # the daemon answers with a parse error (id null), owed nothing we could track
         with self.lock:
             for msg in message if isinstance(message, list) else [message]:
@@ -154,8 +160,8 @@ class Bridge:
 
     def _note_reply(self, body: bytes) -> None:
         try:
-            message = json.loads(body)
-        except ValueError:
+            message = _loads(body)
+        except (ValueError, RecursionError):
             return
         with self.lock:
             for msg in message if isinstance(message, list) else [message]:

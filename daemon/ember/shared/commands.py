@@ -389,8 +389,11 @@ def _valid_id(value: Any) -> bool:
 
 def parse_pipe_line(line: bytes, number: int) -> tuple[Any, str, Any] | str:
     """(id, method, params) of one input line, or the finished error reply for a bad line."""
+    from ..rpc.nesting import MAX_DEPTH, cut_deep, holds_marker
+
+    cut = cut_deep(line)  # as the daemon does: 100,000 levels must not crash the parser
     try:
-        msg = json.loads(line)
+        msg = json.loads(cut or line)
     except (ValueError, UnicodeDecodeError) as exc:
         return _reply(None, error={"code": -32700, "message": f"Parse error: invalid JSON ({exc})"})
     if not isinstance(msg, dict):
@@ -402,6 +405,12 @@ def parse_pipe_line(line: bytes, number: int) -> tuple[Any, str, Any] | str:
                                    'Invalid Request: "id" must be a string, a number or null'})
     if not isinstance(msg.get("method"), str):
         return _reply(msg_id, error={"code": -32600, "message": 'Invalid Request: missing "method"'})
+    if cut is not None and holds_marker(msg):
+        if holds_marker({k: v for k, v in msg.items() if k != "params"}):
+            error = {"code": -32600, "message": f"Invalid Request: nested deeper than {MAX_DEPTH} levels"}
+        else:
+            error = {"code": -32602, "message": f"params: nested deeper than {MAX_DEPTH} levels"}
+        return _reply(msg_id, error=error)
     return msg_id, msg["method"], msg.get("params")
 
 

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from ..config import LoadedConfig
+from ..transport.flow import Backpressure
 from ..transport.framing import FrameDecoder
 from .paths import InstanceLock, SharedPaths, UnsafeSocketDir, lock_holder
 
@@ -29,12 +30,14 @@ log = logging.getLogger(__name__)
 DAEMON_ERROR = 3  # the CLI's exit code for daemon problems
 EXIT_GRACE_S = 2.0  # for cancellation replies to reach clients before a connection or the daemon goes
 PEER_POLL_S = 1.0
+PARSE_OFF_LOOP_BYTES = 1 << 20  # frames this big are parsed on a thread, not on the shared loop
 
 
 class Connection:
     """One client: its protocol, its socket writer and what it is waiting on."""
 
-    def __init__(self, number: int, protocol: Any, writer: asyncio.StreamWriter):
+    def __init__(self, number: int, protocol: Any, writer: asyncio.StreamWriter,
+                 max_unread: int, stall_timeout_s: float):
         self.number = number
         self.protocol = protocol
         self.writer = writer
@@ -43,11 +46,27 @@ class Connection:
         peer = _peer(writer.get_extra_info("socket"))
         self.peer_pid = peer[0] if peer else None
         self.watched_pid: int | None = None  # the editor's pid from initialize
+        self.written = 0
+        transport = writer.transport
+        self.flow = Backpressure(
+            asyncio.get_running_loop(), max_unread, stall_timeout_s,
+            unread=transport.get_write_buffer_size,
+            taken=lambda: self.written - transport.get_write_buffer_size(),
+            on_stall=self._stall, name=str(self))
 
     def write(self, data: bytes) -> None:
         if self.writer.is_closing():
             raise ConnectionResetError("client connection closed")
         self.writer.write(data)
+        self.written += len(data)
+        self.flow.wrote()
+
+    def _stall(self, reason: str) -> None:
+        log.warning("%s is stuck: %s; disconnecting it and cancelling %d request(s)", self, reason,
+                    self.protocol.in_flight)
+        self.protocol.cancel_all()
+        self.writer.transport.abort()  # drops the unread replies at once
+        self.flow.readable.set()  # let the read loop see the closed socket and clean up
 
     def __str__(self) -> str:
         return f"client {self.number}" + (f" (pid {self.peer_pid})" if self.peer_pid else "")
@@ -203,6 +222,7 @@ class SharedDaemon:
         self.service.requests_served += 1
 
     async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        from ..rpc.protocol import parse_frame
         from ..rpc.server import new_connection
 
         peer = _peer(writer.get_extra_info("socket"))
@@ -211,9 +231,13 @@ class SharedDaemon:
             writer.close()
             return
         protocol = new_connection(self.server)
-        conn = Connection(next(self._numbers), protocol, writer)
+        d = self.settings.daemon
+        conn = Connection(next(self._numbers), protocol, writer, int(d.max_unread_mb * 2**20),
+                          d.stall_timeout_s)
         protocol.framing = "headers"  # the socket always speaks Content-Length
-        protocol.attach(conn.write, asyncio.get_running_loop())
+        protocol.flow = conn.flow
+        loop = asyncio.get_running_loop()
+        protocol.attach(conn.write, loop)
         protocol.on_request = self._count_request
         protocol.on_exit = lambda _code: setattr(conn, "exiting", True)
         self.connections[protocol] = conn
@@ -224,11 +248,17 @@ class SharedDaemon:
         lost = True
         try:
             while not conn.exiting:
+                # Over its bound of unread replies, a client's requests wait in its socket.
+                await conn.flow.readable.wait()
                 chunk = await reader.read(1 << 16)
                 if not chunk:
                     break
                 for frame in decoder.feed(chunk):
-                    protocol.receive(frame)
+                    if isinstance(frame, bytes) and len(frame) > PARSE_OFF_LOOP_BYTES:
+                        parsed = await loop.run_in_executor(None, parse_frame, frame)
+                    else:
+                        parsed = parse_frame(frame)
+                    protocol.dispatch(parsed)
                     if conn.exiting:
                         lost = False
                         break
@@ -257,7 +287,9 @@ class SharedDaemon:
             await conn.writer.wait_closed()
         except (ConnectionError, OSError):
             pass
-        log.info("%s closed (%d connected)", conn, len(self.connections))
+        paused = (f"; it was paused {conn.flow.pauses} time(s) for not reading its replies"
+                  if conn.flow.pauses else "")
+        log.info("%s closed (%d connected)%s", conn, len(self.connections), paused)
 
 
 def run_shared(loaded: LoadedConfig) -> int:

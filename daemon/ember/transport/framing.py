@@ -49,6 +49,8 @@ class FrameDecoder:
         self.framing: Framing | None = framing
         self._buffer = bytearray()
         self._skip = 0  # bytes of an oversized body still to discard
+        self._scanned = 0  # bytes of the buffer already searched for a newline (lines framing)
+        self._skip_line = False  # inside an oversized line: discard up to its newline
 
     def feed(self, data: bytes) -> list[bytes | FramingError]:
         self._buffer += data
@@ -68,18 +70,30 @@ class FrameDecoder:
 
     def _lines(self) -> list[bytes | FramingError]:
         out: list[bytes | FramingError] = []
-        while (end := self._buffer.find(b"\n")) >= 0:
+        # Search only the bytes that are new since the last call: a long line arriving in many
+        # chunks must not be rescanned from its start each time.
+        while (end := self._buffer.find(b"\n", self._scanned)) >= 0:
             line = bytes(self._buffer[:end]).strip()
             del self._buffer[: end + 1]
-            if line:
+            self._scanned = 0
+            if self._skip_line:
+                self._skip_line = False  # the tail of an oversized line
+            elif line:
                 out.append(line)
+        self._scanned = len(self._buffer)
         if len(self._buffer) > MAX_MESSAGE_BYTES:
             self._buffer.clear()
-            out.append(FramingError(f"line longer than {MAX_MESSAGE_BYTES} bytes"))
+            self._scanned = 0
+            if not self._skip_line:
+                self._skip_line = True
+                out.append(FramingError(f"line longer than {MAX_MESSAGE_BYTES} bytes"))
         return out
 
     def finish(self) -> list[bytes | FramingError]:
         """At EOF: a last line without a newline still counts in line framing."""
+        if self._skip_line:
+            self._buffer.clear()
+            return []
         if self.framing == "lines" and self._buffer.strip():
             line = bytes(self._buffer).strip()
             self._buffer.clear()
@@ -157,8 +171,13 @@ def _content_length(block: bytes) -> tuple[int | None, str | None]:
     return length, None
 
 
-def encode(message: Any, framing: Framing) -> bytes:
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
+def frame(body: bytes, framing: Framing) -> bytes:
+    """One encoded message body, framed for the wire."""
     if framing == "lines":
         return body + b"\n"
     return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
+def encode(message: Any, framing: Framing) -> bytes:
+    return frame(json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode(),
+                 framing)

@@ -1,0 +1,243 @@
+"""Fair queues, the model worker and the side pool, in-process: who runs next, and who gets Busy.
+
+Jobs block on events the test controls, so every ordering below is deterministic.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ember.errors import Busy
+from ember.scheduling import PRIORITIES, FairQueue, Job
+from ember.sidepool import SMALL_COST, SidePool
+from ember.worker import Worker
+
+WAIT = 30  # seconds: only a hang would take this long
+
+
+def job(client, kind="normal", label=""):
+    return Job(lambda: None, label or f"{client}", client=client, kind=kind)
+
+
+def drain(q: FairQueue, **kw) -> list[str]:
+    out = []
+    while q.depth():
+        out.append(q.take(**kw).label)
+    return out
+
+
+# -- FairQueue -----------------------------------------------------------------------------------
+
+
+def test_clients_take_turns_and_each_client_keeps_its_order():
+    q = FairQueue(PRIORITIES, max_per_client=100)
+    for i in range(4):
+        q.put(job("script", label=f"s{i}"))
+    q.put(job("editor", label="e0"))
+    q.put(job("editor", label="e1"))
+    assert drain(q) == ["s0", "e0", "s1", "e1", "s2", "s3"]
+
+
+def test_a_better_priority_goes_first_whoever_sent_it():
+    q = FairQueue(PRIORITIES, max_per_client=100)
+    q.put(job("script", "batch", "b0"))
+    q.put(job("script", "normal", "n0"))
+    q.put(job("editor", "interactive", "i0"))
+    q.put(job("script", "batch", "b1"))
+    assert drain(q) == ["i0", "n0", "b0", "b1"]
+
+
+def test_a_client_over_its_cap_gets_busy_and_others_do_not():
+    q = FairQueue(PRIORITIES, max_per_client=2)
+    q.put(job("script"))
+    q.put(job("script"))
+    with pytest.raises(Busy) as err:
+        q.put(job("script"))
+    assert err.value.data == {"queue_depth": 2, "client_queue_depth": 2}
+    assert "max_client_queue" in err.value.message
+    q.put(job("editor"))
+    assert q.depth("script") == 2 and q.depth("editor") == 1
+
+
+def test_a_full_queue_still_admits_a_client_with_nothing_waiting():
+    q = FairQueue(PRIORITIES, max_per_client=10, max_total=3)
+    for _ in range(3):
+        q.put(job("script"))
+    with pytest.raises(Busy) as err:
+        q.put(job("script"))
+    assert "max_queue" in err.value.message
+    q.put(job("editor"))  # its first request gets in
+    with pytest.raises(Busy):
+        q.put(job("editor"))
+
+
+def test_a_cancelled_job_leaves_the_queue_and_frees_its_slot():
+    q = FairQueue(PRIORITIES, max_per_client=1)
+    first = job("editor", label="first")
+    q.put(first)
+    first.future.cancel()
+    assert q.depth() == 0
+    q.put(job("editor", label="second"))
+    assert drain(q) == ["second"]
+
+
+def test_jobs_held_back_wait_while_others_run():
+    q = FairQueue(PRIORITIES, max_per_client=10)
+    q.put(job("stuck", label="s0"))
+    q.put(job("reader", label="r0"))
+    ready = {"stuck": False, "reader": True}
+    pick = lambda j: ready[j.client]  # noqa: E731
+    assert q.take(ready=pick).label == "r0"
+    got: list[str] = []
+    t = threading.Thread(target=lambda: got.append(q.take(ready=pick).label))
+    t.start()
+    ready["stuck"] = True  # the client caught up: a waiting consumer notices on its next look
+    t.join(WAIT)
+    assert got == ["s0"]
+
+
+def test_close_wakes_a_waiting_consumer():
+    q = FairQueue(PRIORITIES, max_per_client=1)
+    got: list = []
+    t = threading.Thread(target=lambda: got.append(q.take()))
+    t.start()
+    q.close()
+    t.join(WAIT)
+    assert got == [None]
+
+
+# -- the model worker ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def worker():
+    w = Worker("test", threads=1, max_queue=64, max_client_queue=64)
+    yield w
+    w.stop()
+
+
+def blocker(worker: Worker) -> threading.Event:
+    """Occupy the worker until the returned event is set."""
+    release, started = threading.Event(), threading.Event()
+
+    def hold():
+        started.set()
+        release.wait(WAIT)
+
+    worker.submit(hold, "hold", client="other")
+    assert started.wait(WAIT)
+    return release
+
+
+def test_the_worker_serves_an_editor_between_a_scripts_jobs(worker):
+    release = blocker(worker)
+    order: list[str] = []
+    futures = [worker.submit(lambda i=i: order.append(f"classify {i}"), "classify", client="script")
+               for i in range(5)]
+    futures.append(worker.submit(lambda: order.append("summarize"), "summarize", client="editor"))
+    release.set()
+    for f in futures:
+        f.result(WAIT)
+    assert order.index("summarize") == 1  # after one of the script's, not after all five
+
+
+def test_interactive_work_jumps_ahead_of_a_scripts_queue(worker):
+    release = blocker(worker)
+    order: list[str] = []
+    futures = [worker.submit(lambda i=i: order.append(f"classify {i}"), "classify", client="script")
+               for i in range(5)]
+    futures.append(worker.submit(lambda: order.append("complete"), "complete", client="editor",
+                                 priority="interactive"))
+    release.set()
+    for f in futures:
+        f.result(WAIT)
+    assert order[0] == "complete"
+
+
+def test_a_cancelled_queued_job_never_runs(worker):
+    release = blocker(worker)
+    ran: list[str] = []
+    doomed = worker.submit(lambda: ran.append("doomed"), "doomed", client="editor")
+    kept = worker.submit(lambda: ran.append("kept"), "kept", client="editor")
+    assert doomed.cancel()
+    assert worker.queue_depth == 1
+    release.set()
+    kept.result(WAIT)
+    assert ran == ["kept"]
+
+
+def test_worker_errors_reach_the_caller(worker):
+    def boom():
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        worker.submit(boom, "boom").result(WAIT)
+    assert worker.submit(lambda: 7, "after").result(WAIT) == 7
+
+
+# -- the side pool -------------------------------------------------------------------------------
+
+
+def test_a_small_text_is_not_held_up_by_large_ones():
+    pool = SidePool(max_per_client=64)
+    release = threading.Event()
+    try:
+        large = [pool.submit(release.wait, WAIT, client="script", cost=SMALL_COST * 10) for _ in range(4)]
+        small = pool.submit(lambda: "hello world", client="editor", cost=11)
+        assert small.result(WAIT) == "hello world"
+        assert not any(f.done() for f in large)
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_a_clients_own_small_request_passes_its_large_ones():
+    pool = SidePool(max_per_client=64)
+    release = threading.Event()
+    try:
+        large = [pool.submit(release.wait, WAIT, client="editor", cost=SMALL_COST + 1) for _ in range(3)]
+        assert pool.submit(lambda: 1, client="editor", cost=5).result(WAIT) == 1
+        assert not any(f.done() for f in large)
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_side_work_over_a_clients_cap_is_busy():
+    pool = SidePool(max_per_client=2)
+    release = threading.Event()
+    started = threading.Event()
+
+    def hold():
+        started.set()
+        release.wait(WAIT)
+
+    try:
+        pool.submit(hold, client="script", cost=SMALL_COST * 2)
+        assert started.wait(WAIT)  # it runs on the one thread that takes large jobs
+        busy = 0
+        for _ in range(7):
+            try:
+                pool.submit(release.wait, WAIT, client="script", cost=SMALL_COST * 2)
+            except Busy:
+                busy += 1
+        assert busy == 5  # two wait, the rest are turned away
+        assert pool.submit(lambda: "ok", client="editor", cost=1).result(WAIT) == "ok"
+    finally:
+        release.set()
+        pool.shutdown()
+
+
+def test_no_side_work_starts_for_a_client_that_is_not_reading():
+    congested = {"slow": True}
+    pool = SidePool(max_per_client=8, blocked=lambda client: congested.get(client, False))
+    try:
+        held = pool.submit(lambda: "late", client="slow", cost=1)
+        assert pool.submit(lambda: "now", client="fast", cost=1).result(WAIT) == "now"
+        assert not held.done()
+        congested["slow"] = False
+        assert held.result(WAIT) == "late"
+    finally:
+        pool.shutdown()
