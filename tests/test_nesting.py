@@ -88,7 +88,6 @@ def replies_to(*frames: bytes) -> list[dict]:
     async def main():
         proto = server.protocol
         proto.attach(sent.append, asyncio.get_running_loop())
-        proto.framing = "lines"
         for frame in frames:
             proto.receive(frame)
         await proto.wait_idle()

@@ -29,7 +29,6 @@ def test_internal_errors_do_not_leak_tracebacks_or_paths():
     async def main():
         proto = server.protocol
         proto.attach(sent.append, asyncio.get_running_loop())
-        proto.framing = "lines"
         proto.receive(b'{"jsonrpc":"2.0","id":1,"method":"boom","params":{}}')
         await proto.wait_idle()
 

@@ -7,17 +7,16 @@ stay resident once, whoever asked for them.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import time
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from . import __version__
 from .config import Settings
 from .errors import Busy, TaskUnavailable
 from .models.registry import Registry
-from .rpc.protocol import RequestContext
 from .scheduling import DAEMON
 from .sidepool import SidePool
 from .tasks import TASKS
@@ -32,8 +31,9 @@ class Service:
         self.settings = settings
         self.started = time.time()
         self.requests_served = 0
-        self.connections: set[Any] = set()  # every client's protocol
-        self.initialized: set[Any] = set()  # clients that called initialize: they get progress
+        self.connections: set[Any] = set()  # every client (opaque here: the rpc layer's connections)
+        # Clients that asked for model-load progress (rpc: those that sent `initialize`): a sink each.
+        self.progress_sinks: dict[Any, Callable[[dict[str, Any]], None]] = {}
         self.registry = Registry(settings, progress=self.broadcast_progress)
         self._workers: dict[str, Worker] = {}
         # Tokenizer work and tokenizer loads: off the event loop, never behind a generation, and
@@ -106,7 +106,10 @@ class Service:
             self.registry.check_name(name)
         return name
 
-    async def run_task(self, task_name: str, params: Any, req: RequestContext) -> dict[str, Any]:
+    async def run_task(self, task_name: str, params: Any, run_ctx: RunContext, label: str,
+                       client: Hashable = DAEMON, priority: str = "normal") -> dict[str, Any]:
+        """Run a task on its model's worker. `run_ctx` carries the request's cancellation and, for
+        streaming requests, where the text deltas go."""
         task = TASKS[task_name]
         model_name = self.model_for(task_name, getattr(params, "model", None))
         if model_name is None:
@@ -116,11 +119,6 @@ class Service:
         if kind not in task.kinds:
             raise TaskUnavailable(f"{task_name} needs a model of kind {' or '.join(task.kinds)}; "
                                   f"model '{model_name}' is {kind}")
-        run_ctx = RunContext(cancelled=req.cancelled)
-        if getattr(params, "stream", False):
-            index = itertools.count()
-            run_ctx.on_delta = lambda delta: req.notify(
-                "ember/stream", {"id": req.id, "delta": delta, "index": next(index)})
         submitted = time.monotonic()
 
         def job() -> dict[str, Any]:
@@ -143,13 +141,12 @@ class Service:
                 timings["tokens_per_second"] = round(completion / (run_ms / 1000), 2)
             return {**result, "model": model_name, "timings": timings}
 
-        future = self.worker_for(model_name).submit(job, f"{task_name} {req.id!r}", req.protocol,
-                                                    req.priority)
+        future = self.worker_for(model_name).submit(job, label, client, priority)
         try:
             return await asyncio.wrap_future(future)
         finally:
             if not future.done():
-                req.cancelled.set()  # cancelled while running: stop at the next decoding step
+                run_ctx.cancelled.set()  # cancelled while running: stop at the next decoding step
 
     async def on_side(self, fn: Any, *args: Any, client: Any = DAEMON, cost: int = 0) -> Any:
         """Run `fn(*args)` on the side pool; `cost` (characters) picks its lane. Busy when full."""
@@ -184,9 +181,8 @@ class Service:
     # -- status and broadcasts -----------------------------------------------------------------
 
     def broadcast_progress(self, params: dict[str, Any]) -> None:
-        # Only clients that said `initialize` expect notifications; a one-shot pipe gets replies only.
-        for proto in list(self.initialized):
-            proto.send_notification("ember/progress", params)
+        for sink in list(self.progress_sinks.values()):
+            sink(params)
 
     def status(self) -> dict[str, Any]:
         import psutil

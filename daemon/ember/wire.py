@@ -208,5 +208,12 @@ METHODS: dict[str, Method] = {
     ]
 }
 
+STREAM = "ember/stream"
+PROGRESS = "ember/progress"
 NOTIFICATIONS_IN = ("$/cancelRequest", "exit")
-NOTIFICATIONS_OUT = ("ember/stream", "ember/progress")
+NOTIFICATIONS_OUT = (STREAM, PROGRESS)
+
+
+def valid_request_id(value: Any) -> bool:
+    """A JSON-RPC id: a string, a number or null (not a boolean, which JSON parsers call a number)."""
+    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))

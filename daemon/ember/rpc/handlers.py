@@ -6,6 +6,7 @@ No ML code here; every handler is async so the event loop stays free.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -16,8 +17,17 @@ from .. import PROTOCOL_VERSION, __version__
 from ..errors import InvalidParams
 from ..service import Service
 from ..tasks import TASKS
+from ..tasks.base import RunContext
 from ..tasks.tokenize import detokenize, tokenize
-from ..wire import METHODS, DetokenizeParams, InitializeParams, ModelParams, TokenizeParams
+from ..wire import (
+    METHODS,
+    PROGRESS,
+    STREAM,
+    DetokenizeParams,
+    InitializeParams,
+    ModelParams,
+    TokenizeParams,
+)
 from .protocol import RawJSON, RequestContext, current_request
 
 Handler = Callable[[Any], Awaitable[Any]]
@@ -77,7 +87,9 @@ def build_handlers(service: Service, on_initialize: Callable[[InitializeParams],
 
     async def initialize(p: InitializeParams, req: RequestContext) -> dict[str, Any]:
         on_initialize(p)
-        service.initialized.add(req.protocol)
+        # Clients that say `initialize` get model-load progress; a one-shot pipe gets replies only.
+        protocol = req.protocol
+        service.progress_sinks[protocol] = lambda params: protocol.send_notification(PROGRESS, params)
         return {
             "server": {"name": "ember", "version": __version__},
             "protocol_version": PROTOCOL_VERSION,
@@ -128,7 +140,12 @@ def build_handlers(service: Service, on_initialize: Callable[[InitializeParams],
         async def run(p: Any, req: RequestContext) -> Any:
             if getattr(p, "supersede", None):
                 req.protocol.supersede(p.supersede, req)
-            return await service.run_task(name, p, req)
+            ctx = RunContext(cancelled=req.cancelled)
+            if getattr(p, "stream", False):
+                index = itertools.count()
+                ctx.on_delta = lambda delta: req.notify(
+                    STREAM, {"id": req.id, "delta": delta, "index": next(index)})
+            return await service.run_task(name, p, ctx, f"{name} {req.id!r}", req.protocol, req.priority)
 
         return run
 

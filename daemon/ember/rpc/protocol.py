@@ -34,7 +34,7 @@ from ..errors import (
     RequestCancelled,
     ShuttingDown,
 )
-from ..transport.framing import Framing, FramingError, frame
+from ..wire import valid_request_id
 from .nesting import MAX_DEPTH, cut_deep, holds_marker
 
 log = logging.getLogger(__name__)
@@ -113,10 +113,11 @@ class Parsed:
     cut: bool = False
 
 
-def parse_frame(frame: bytes | FramingError) -> Parsed:
-    """Bytes to JSON, with over-deep containers cut (nesting.py). Pure: safe on any thread."""
-    if isinstance(frame, FramingError):
-        return Parsed(error=ParseError(f"Parse error: {frame.message}"))
+def parse_frame(frame: bytes | EmberError) -> Parsed:
+    """A message body to JSON, with over-deep containers cut (nesting.py); or the error a transport
+    found reading bytes that are no message. Pure: safe on any thread."""
+    if isinstance(frame, EmberError):
+        return Parsed(error=frame)
     cut = cut_deep(frame)
     try:
         return Parsed(json.loads(cut if cut is not None else frame, parse_constant=_reject_constant),
@@ -137,10 +138,6 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _valid_id(value: Any) -> bool:
-    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
-
-
 def _same_id(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
@@ -152,7 +149,6 @@ class EmberProtocol(JsonRPCProtocol):
         super().__init__(server, converter)
         if features is not None:
             self.fm = features
-        self.framing: Framing = "headers"
         self._write: Callable[[bytes], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -174,7 +170,8 @@ class EmberProtocol(JsonRPCProtocol):
     # -- wiring --------------------------------------------------------------------------------
 
     def attach(self, write: Callable[[bytes], None], loop: asyncio.AbstractEventLoop) -> None:
-        """Bind to a transport: `write` takes whole frames and is called on the loop's thread."""
+        """Bind to a transport: `write` takes one message's JSON body (the transport frames it) and
+        is called on the loop's thread."""
         self._write = write
         self._loop = loop
         self._loop_thread = threading.get_ident()
@@ -197,7 +194,7 @@ class EmberProtocol(JsonRPCProtocol):
 
     # -- inbound -------------------------------------------------------------------------------
 
-    def receive(self, frame: bytes | FramingError) -> None:
+    def receive(self, frame: bytes | EmberError) -> None:
         """Handle one framed message body (called on the event loop)."""
         self.dispatch(parse_frame(frame))
 
@@ -247,7 +244,7 @@ class EmberProtocol(JsonRPCProtocol):
         if batch is not None:
             batch.expected += 1  # everything past this point is answered exactly once
         if problem is not None:
-            msg_id = msg.get("id") if isinstance(msg, dict) and _valid_id(msg.get("id")) else None
+            msg_id = msg.get("id") if isinstance(msg, dict) and valid_request_id(msg.get("id")) else None
             self._answer_now(msg_id, batch, error=InvalidRequest(f"Invalid Request: {problem}"))
             return
         if too_deep is not None:
@@ -272,7 +269,7 @@ class EmberProtocol(JsonRPCProtocol):
             return f"expected an object, got {type(msg).__name__}"
         if msg.get("jsonrpc") != "2.0":
             return '"jsonrpc" must be "2.0"'
-        if "id" in msg and not _valid_id(msg["id"]):
+        if "id" in msg and not valid_request_id(msg["id"]):
             return '"id" must be a string, a number or null'
         if "method" not in msg:
             if "id" in msg and ("result" in msg or "error" in msg):
@@ -396,7 +393,7 @@ class EmberProtocol(JsonRPCProtocol):
     def send_message(self, message: Any) -> None:
         """Encode and write one message; from another thread it is handed to the loop first."""
         try:
-            data = frame(encode_message(message), self.framing)
+            data = encode_message(message)
         except (TypeError, ValueError, RecursionError):
             log.exception("Unserializable reply")
             if not (isinstance(message, dict) and "id" in message):
@@ -404,9 +401,9 @@ class EmberProtocol(JsonRPCProtocol):
             error = {"jsonrpc": "2.0", "id": message["id"],
                      "error": InternalError("Internal error: unserializable result").to_error()}
             try:
-                data = frame(encode_message(error), self.framing)
+                data = encode_message(error)
             except (TypeError, ValueError):
-                data = frame(encode_message({**error, "id": None}), self.framing)
+                data = encode_message({**error, "id": None})
         if self._write is None or self._loop is None:
             log.error("No transport to send on")
             return

@@ -20,12 +20,10 @@ import threading
 from collections import Counter
 from typing import Any
 
-from ..errors import ParseError
-from ..lifecycle import pid_alive
+from ..lifecycle import PARENT_POLL_S, pid_alive
 from ..rpc.nesting import cut_deep
 from ..transport.framing import FrameDecoder, FramingError, encode
-
-PARENT_POLL_S = 1.0
+from ..wire import valid_request_id
 
 
 def _key(msg_id: Any) -> str:
@@ -40,8 +38,7 @@ def _loads(body: bytes) -> Any:
 def _is_request(msg: Any) -> bool:
     """A well-formed request: the daemon answers it exactly once, under the same id."""
     return (isinstance(msg, dict) and msg.get("jsonrpc") == "2.0" and isinstance(msg.get("method"), str)
-            and "id" in msg and (msg["id"] is None or (isinstance(msg["id"], (str, int, float))
-                                                      and not isinstance(msg["id"], bool)))
+            and "id" in msg and valid_request_id(msg["id"])
             and ("params" not in msg or isinstance(msg["params"], (dict, list))))
 
 
@@ -106,7 +103,7 @@ class Bridge:
     def _forward(self, frame: bytes | FramingError) -> bool:
         if isinstance(frame, FramingError):
             # Not a frame, so nothing to forward: answer as the daemon would.
-            error = ParseError(f"Parse error: {frame.message}").to_error()
+            error = frame.to_error()
             return self._to_client(encode({"jsonrpc": "2.0", "id": None, "error": error}, "lines")[:-1])
         self._note_request(frame)
         try:

@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from ..config import LoadedConfig
+from ..transport import framing
 from ..transport.flow import Backpressure
 from ..transport.framing import FrameDecoder
 from .paths import InstanceLock, SharedPaths, UnsafeSocketDir, lock_holder
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 DAEMON_ERROR = 3  # the CLI's exit code for daemon problems
 EXIT_GRACE_S = 2.0  # for cancellation replies to reach clients before a connection or the daemon goes
-PEER_POLL_S = 1.0
 PARSE_OFF_LOOP_BYTES = 1 << 20  # frames this big are parsed on a thread, not on the shared loop
 
 
@@ -54,9 +54,11 @@ class Connection:
             taken=lambda: self.written - transport.get_write_buffer_size(),
             on_stall=self._stall, name=str(self))
 
-    def write(self, data: bytes) -> None:
+    def write(self, body: bytes) -> None:
+        """Frame one message (the socket always speaks Content-Length) and send it."""
         if self.writer.is_closing():
             raise ConnectionResetError("client connection closed")
+        data = framing.frame(body, "headers")
         self.writer.write(data)
         self.written += len(data)
         self.flow.wrote()
@@ -205,7 +207,7 @@ class SharedDaemon:
             asyncio.ensure_future(self._watch_pid(conn, params.process_id))
 
     async def _watch_pid(self, conn: Connection, pid: int) -> None:
-        from ..lifecycle import pid_alive
+        from ..lifecycle import PARENT_POLL_S, pid_alive
 
         while not conn.closed.is_set():
             if not pid_alive(pid):
@@ -214,7 +216,7 @@ class SharedDaemon:
                 conn.writer.close()
                 return
             try:
-                await asyncio.wait_for(conn.closed.wait(), timeout=PEER_POLL_S)
+                await asyncio.wait_for(conn.closed.wait(), timeout=PARENT_POLL_S)
             except TimeoutError:
                 pass
 
@@ -234,7 +236,6 @@ class SharedDaemon:
         d = self.settings.daemon
         conn = Connection(next(self._numbers), protocol, writer, int(d.max_unread_mb * 2**20),
                           d.stall_timeout_s)
-        protocol.framing = "headers"  # the socket always speaks Content-Length
         protocol.flow = conn.flow
         loop = asyncio.get_running_loop()
         protocol.attach(conn.write, loop)
@@ -280,7 +281,7 @@ class SharedDaemon:
                 pass
         self.connections.pop(protocol, None)
         self.service.connections.discard(protocol)
-        self.service.initialized.discard(protocol)
+        self.service.progress_sinks.pop(protocol, None)
         conn.closed.set()
         conn.writer.close()
         try:

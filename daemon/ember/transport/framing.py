@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any, Literal
+
+from ..errors import ParseError
 
 Framing = Literal["headers", "lines"]
 
@@ -17,11 +18,18 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 MAX_HEADER_BYTES = 8 * 1024
 
 
-@dataclass(frozen=True)
-class FramingError:
-    """Bytes that cannot be a message; the reply is a JSON-RPC error with id null."""
+class FramingError(ParseError):
+    """Bytes that cannot be a message; the reply is a -32700 with id null."""
 
-    message: str
+    def __init__(self, problem: str):
+        super().__init__(f"Parse error: {problem}")
+
+    def __eq__(self, other: object) -> bool:  # a value, as the frames beside it are
+        return type(other) is type(self) and other.message == self.message  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self.message)
+
 
 
 _HEADER_NAME = re.compile(rb"[A-Za-z][A-Za-z0-9-]*\s*:")

@@ -15,6 +15,7 @@ import threading
 from collections import deque
 
 from ..rpc.protocol import EmberProtocol, parse_frame
+from . import framing
 from .flow import Backpressure
 from .framing import FrameDecoder
 
@@ -57,11 +58,12 @@ class StdioConnection:
 
     # -- out -----------------------------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
-        """Queue a whole frame for the client (event loop thread)."""
+    def write(self, body: bytes) -> None:
+        """Frame one message as the client frames its own and queue it (event loop thread)."""
         if self._broken or self.stalled:
             return  # the client is gone; its requests were cancelled when that was noticed
         assert self._flushed is not None and self.flow is not None
+        data = framing.frame(body, self.decoder.framing or "headers")
         self._flushed.clear()
         with self._out_cond:
             self._out.append(data)
@@ -178,8 +180,6 @@ class StdioConnection:
                 return
 
     def _on_frames(self, parsed: list, eof: bool) -> None:
-        if self.decoder.framing is not None:
-            self.protocol.framing = self.decoder.framing
         for message in parsed:
             self.protocol.dispatch(message)
         if eof:

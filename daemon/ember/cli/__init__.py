@@ -1,4 +1,4 @@
-"""The `ember` command."""
+"""The `ember` command: `serve` and `config` here, the shared daemon's commands in cli/shared.py."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from . import __version__
-from .config import ConfigError, describe_effective, load_config, parse_scalar
+from .. import __version__
+from ..config import ConfigError, describe_effective, load_config, parse_scalar
 
 
 def add_config_flags(p: argparse.ArgumentParser) -> None:
@@ -46,8 +46,8 @@ def load(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .logs import quiet_libraries, setup_logging
-    from .serve import run_stdio
+    from ..logs import quiet_libraries, setup_logging
+    from ..serve import run_stdio
 
     loaded = load(args)
     quiet_libraries()
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Any]:
     """Subcommands that live in their own modules (the shared daemon and its clients)."""
-    from .shared.commands import register
+    from .shared import register
 
     return [register]
 

@@ -132,21 +132,21 @@ def _settings(config: str | None) -> Any:
 
 
 def _paths(settings: Any) -> Any:
-    from .paths import SharedPaths
+    from ..shared.paths import SharedPaths
 
     return SharedPaths.resolve(settings.shared.socket_dir)
 
 
 def _connect(settings: Any, argv: list[str] | None = None, start: bool = True) -> Any:
-    from .launch import ensure_running, log_path
+    from ..shared.launch import ensure_running, log_path
 
     paths = _paths(settings)
     return ensure_running(paths, argv, log_path(paths, settings.daemon.log_file), start=start)
 
 
 def _daemon_problems() -> tuple[type[Exception], ...]:
-    from .launch import DaemonUnavailable
-    from .paths import UnsafeSocketDir
+    from ..shared.launch import DaemonUnavailable
+    from ..shared.paths import UnsafeSocketDir
 
     return (DaemonUnavailable, UnsafeSocketDir)
 
@@ -156,7 +156,7 @@ def _daemon_problems() -> tuple[type[Exception], ...]:
 
 def cmd_daemon_run(args: argparse.Namespace, load: Callable[[argparse.Namespace], Any]) -> int:
     from ..logs import quiet_libraries, setup_logging
-    from .server import run_shared
+    from ..shared.server import run_shared
 
     loaded = load(args)
     quiet_libraries()
@@ -176,7 +176,7 @@ def _is_stderr(path: str) -> bool:
 
 def cmd_daemon_start(args: argparse.Namespace, load: Callable[[argparse.Namespace], Any]) -> int:
     from ..client import Client
-    from .launch import config_argv, log_path, state
+    from ..shared.launch import config_argv, log_path, state
 
     loaded = load(args)
     argv = config_argv(loaded)
@@ -200,7 +200,7 @@ def cmd_daemon_start(args: argparse.Namespace, load: Callable[[argparse.Namespac
 
 
 def cmd_daemon_stop(args: argparse.Namespace) -> int:
-    from .launch import stop
+    from ..shared.launch import stop
 
     paths = _paths(_settings(args.config))
     try:
@@ -215,7 +215,7 @@ def cmd_daemon_stop(args: argparse.Namespace) -> int:
 
 def cmd_daemon_status(args: argparse.Namespace) -> int:
     from ..client import Client, RpcError
-    from .launch import log_path, state
+    from ..shared.launch import log_path, state
 
     settings = _settings(args.config)
     paths = _paths(settings)
@@ -261,8 +261,8 @@ def _describe_status(report: dict[str, Any]) -> str:
 
 
 def cmd_connect(args: argparse.Namespace, load: Callable[[argparse.Namespace], Any]) -> int:
-    from .bridge import run_bridge
-    from .launch import config_argv, state
+    from ..shared.bridge import run_bridge
+    from ..shared.launch import config_argv, state
 
     loaded = load(args)
     argv = config_argv(loaded)
@@ -383,13 +383,10 @@ def _reply(msg_id: Any, result: Any = None, error: dict[str, Any] | None = None)
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
-def _valid_id(value: Any) -> bool:
-    return value is None or (isinstance(value, (str, int, float)) and not isinstance(value, bool))
-
-
 def parse_pipe_line(line: bytes, number: int) -> tuple[Any, str, Any] | str:
     """(id, method, params) of one input line, or the finished error reply for a bad line."""
     from ..rpc.nesting import MAX_DEPTH, cut_deep, holds_marker
+    from ..wire import valid_request_id
 
     cut = cut_deep(line)  # as the daemon does: 100,000 levels must not crash the parser
     try:
@@ -400,7 +397,7 @@ def parse_pipe_line(line: bytes, number: int) -> tuple[Any, str, Any] | str:
         return _reply(None, error={"code": -32600, "message":
                                    "Invalid Request: expected one request object per line"})
     msg_id = msg.get("id", number)
-    if not _valid_id(msg_id):
+    if not valid_request_id(msg_id):
         return _reply(None, error={"code": -32600, "message":
                                    'Invalid Request: "id" must be a string, a number or null'})
     if not isinstance(msg.get("method"), str):
