@@ -7,17 +7,15 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 import tiny_models as tm
-
-torch = pytest.importorskip("torch")
-
-from ember.config import ModelSettings  # noqa: E402
-from ember.errors import InputTooLong, InvalidParams, RequestCancelled, TaskUnavailable  # noqa: E402
-from ember.models.loaded import LoadedModel  # noqa: E402
-from ember.tasks import classify  # noqa: E402
-from ember.tasks.base import RunContext  # noqa: E402
-from ember.wire import ClassifyParams  # noqa: E402
+from ember.config import ModelSettings
+from ember.errors import InputTooLong, InvalidParams, RequestCancelled, TaskUnavailable
+from ember.models.loaded import LoadedModel
+from ember.tasks import classify
+from ember.tasks.base import RunContext
+from ember.wire import ClassifyParams
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

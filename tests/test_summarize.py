@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 import tiny_models as tm
+from ember.config import ModelSettings
+from ember.models.loaded import LoadedModel
+from ember.tasks import summarize
+from ember.tasks.base import RunContext
 from ember.tasks.sentences import UNDECIDED, answer_start, sentence_end, split_sentences
+from ember.wire import SummarizeParams
 
 DATA = Path(__file__).parent / "data" / "summaries.jsonl"
 
@@ -130,13 +135,7 @@ def test_bullets_from_a_list_and_from_prose():
 
 # -- real and tiny models -----------------------------------------------------------------------
 
-torch = pytest.importorskip("torch")
 
-from ember.config import ModelSettings  # noqa: E402
-from ember.models.loaded import LoadedModel  # noqa: E402
-from ember.tasks import summarize  # noqa: E402
-from ember.tasks.base import RunContext  # noqa: E402
-from ember.wire import SummarizeParams  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
