@@ -96,6 +96,7 @@ class Daemon:
         threading.Thread(target=self._read_stderr, daemon=True).start()
 
     def _read_stdout(self) -> None:
+        assert self.proc.stdout is not None
         for line in self.proc.stdout:
             msg = json.loads(line)
             if "id" in msg and "method" not in msg:  # a reply, not a notification
@@ -103,6 +104,7 @@ class Daemon:
         self.replies.put((time.perf_counter(), None))
 
     def _read_stderr(self) -> None:
+        assert self.proc.stderr is not None
         for line in self.proc.stderr:  # always drain: a full pipe would block the daemon
             self.stderr.append(line.decode(errors="replace"))
 
@@ -111,6 +113,7 @@ class Daemon:
         msg: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id, "method": method}
         if params is not None:
             msg["params"] = params
+        assert self.proc.stdin is not None
         self.proc.stdin.write((json.dumps(msg) + "\n").encode())
         self.proc.stdin.flush()
         return msg_id
@@ -134,6 +137,7 @@ class Daemon:
         try:
             self.send("shutdown")
             self.replies.get(timeout=30)
+            assert self.proc.stdin is not None
             self.proc.stdin.write(b'{"jsonrpc":"2.0","method":"exit"}\n')
             self.proc.stdin.close()
             self.proc.wait(timeout=30)
@@ -230,7 +234,7 @@ class InProcess:
                                       eos_token_id=self.eos)
             elapsed = time.perf_counter() - started
         new = out[0, self.ids.shape[1]:]
-        return elapsed, int(new.shape[0]), self.tok.decode(new, skip_special_tokens=True)
+        return elapsed, int(new.shape[0]), str(self.tok.decode(new, skip_special_tokens=True))
 
 
 # -- the three measurements ------------------------------------------------------------------

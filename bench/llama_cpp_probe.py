@@ -62,6 +62,7 @@ def main() -> None:
     for line in sys.stdin:
         req = json.loads(line)
         llm = model(path, int(req.get("threads", 1)))
+        out: dict[str, object]
         if req["op"] == "decode":
             out = {"tokens_per_s": decode(llm, req["prompt"], req["tokens"])}
         elif req["op"] == "perplexity":

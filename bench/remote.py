@@ -37,6 +37,7 @@ import time
 import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -231,7 +232,7 @@ def main() -> int:
             server.terminate()
             server.wait(timeout=60)
 
-    engine = next((m for m in status["models"] if m["name"] == "local"), {})
+    engine: dict[str, Any] = next((m for m in status["models"] if m["name"] == "local"), {})
     loadavg = os.getloadavg()
     print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.platform()}, {os.cpu_count()} CPUs, "
           f"load average {loadavg[0]:.1f}, python {platform.python_version()}")

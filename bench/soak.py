@@ -94,6 +94,8 @@ class Conn:
             if self.read_rate:
                 time.sleep(len(chunk) / self.read_rate)
             for body in decoder.feed(chunk):
+                if not isinstance(body, bytes):
+                    raise RuntimeError(f"the daemon sent a bad frame: {body}")
                 msg = json.loads(body)
                 if "method" in msg:
                     continue

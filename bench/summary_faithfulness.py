@@ -217,7 +217,8 @@ def evaluate(lm, rows: list[dict], forms: list[str], show: bool) -> dict:
         items = []
         started = time.perf_counter()
         for r in rows:
-            res = summarize.run(SummarizeParams(text=r["text"], form=form), lm, RunContext())
+            res = summarize.run(SummarizeParams.model_validate({"text": r["text"], "form": form}), lm,
+                                RunContext())
             summary = res["text"]
             f = faithfulness(summary, r["text"])
             cov = coverage(summary, r["points"])
@@ -267,7 +268,7 @@ def main() -> None:
     forms = [f for f in args.forms.split(",") if f]
     cache_root = Path(os.environ.get("EMBER_TEST_CACHE")
                       or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ember")
-    lm = load_smollm2(cache_root)
+    lm = load_smollm2(cache_root, "transformers", args.threads)  # where the prompts were chosen
     print(f"model: SmolLM2-135M-Instruct Q4_1 (dequantized to float32), {args.threads} thread(s); "
           f"{len(rows)} texts ({args.split} split of {args.data.name})\n")
     results = {}

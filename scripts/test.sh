@@ -9,6 +9,7 @@ bash scripts/setup.sh dev
 export EMBER_TEST_CACHE="${EMBER_TEST_CACHE:-$PWD/.ember-cache/test}"
 
 .venv/bin/ruff check daemon tests bench
+.venv/bin/mypy  # daemon/ and bench/ (pyproject.toml [tool.mypy]); the package ships py.typed
 .venv/bin/python -m pytest "$@"
 
 EMBER_CMD="$PWD/.venv/bin/ember" bash editor-clients/vscode/scripts/test-vscode.sh

@@ -64,7 +64,7 @@ def _params_table(model: type[BaseModel]) -> list[str]:
         if field.is_required():
             default = "required"
         elif field.default_factory is not None:
-            default = f"`{json.dumps(field.default_factory())}`"
+            default = f"`{json.dumps(field.default_factory())}`"  # type: ignore[call-arg]
         else:
             default = f"`{json.dumps(field.default)}`"
         kind = _schema_type(schema["properties"][name], defs)

@@ -16,6 +16,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from .errors import Busy
@@ -68,7 +69,11 @@ class FairQueue:
             self._total += 1
             self._cond.notify_all()
         # A job cancelled while it waits leaves the queue at once (and frees its client's slot).
-        job.future.add_done_callback(lambda f, j=job: f.cancelled() and self.discard(j))
+        job.future.add_done_callback(partial(self._discard_if_cancelled, job))
+
+    def _discard_if_cancelled(self, job: Job, future: Future[Any]) -> None:
+        if future.cancelled():
+            self.discard(job)
 
     def discard(self, job: Job) -> None:
         with self._cond:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from typing import Any, cast
 
 from .config import LoadedConfig
 
@@ -17,6 +18,7 @@ def run_stdio(loaded: LoadedConfig, parent_pid: int | None = None) -> int:
 
     protocol_fd = claim_stdout()  # before heavy imports: nothing else may write to our stdout
     from .lifecycle import on_signals, watch_parent
+    from .rpc.protocol import EmberProtocol
     from .rpc.server import build_server
     from .service import Service
 
@@ -38,7 +40,7 @@ def run_stdio(loaded: LoadedConfig, parent_pid: int | None = None) -> int:
                 watch_parent(loop, params.process_id, lambda: finish(0))
 
         server = build_server(service, on_initialize)
-        protocol = server.protocol
+        protocol = cast(EmberProtocol, server.protocol)
         protocol.on_exit = finish
         protocol.on_request = lambda _method: setattr(service, "requests_served", service.requests_served + 1)
         service.connections.add(protocol)
@@ -57,8 +59,8 @@ def run_stdio(loaded: LoadedConfig, parent_pid: int | None = None) -> int:
         connection = StdioConnection(protocol, sys.stdin.fileno(), protocol_fd,
                                      max_unread=int(d.max_unread_mb * 2**20),
                                      stall_timeout_s=d.stall_timeout_s)
-        reading = asyncio.ensure_future(connection.serve())
-        await asyncio.wait([reading, finished], return_when=asyncio.FIRST_COMPLETED)
+        waiting: list[asyncio.Future[Any]] = [asyncio.ensure_future(connection.serve()), finished]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         code = finished.result() if finished.done() else 0
         if connection.stalled:
             return 1

@@ -11,12 +11,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Hashable
+from functools import partial
 from typing import Any
 
 from . import __version__
 from .config import Settings
 from .errors import Busy, TaskUnavailable
 from .models.registry import Registry
+from .remote_worker import RemoteWorker
 from .scheduling import DAEMON
 from .sidepool import SidePool
 from .tasks import TASKS
@@ -35,7 +37,7 @@ class Service:
         # Clients that asked for model-load progress (rpc: those that sent `initialize`): a sink each.
         self.progress_sinks: dict[Any, Callable[[dict[str, Any]], None]] = {}
         self.registry = Registry(settings, progress=self.broadcast_progress)
-        self._workers: dict[str, Worker] = {}
+        self._workers: dict[str, Worker | RemoteWorker] = {}
         # Tokenizer work and tokenizer loads: off the event loop, never behind a generation, and
         # never started for a client that is not reading its replies.
         self.side_pool = SidePool(settings.daemon.max_client_queue,
@@ -45,16 +47,14 @@ class Service:
 
     # -- workers -------------------------------------------------------------------------------
 
-    def worker_for(self, model_name: str) -> Worker:
+    def worker_for(self, model_name: str) -> Worker | RemoteWorker:
         endpoint = self.registry.endpoint(model_name)
         if endpoint is not None:  # a remote model: its server's own worker, never a device's
             key = f"remote {endpoint.public_url}"
             if key not in self._workers:
-                from .remote_worker import RemoteWorker
-
                 self._workers[key] = RemoteWorker(key, endpoint.max_concurrent,
                                                   self.settings.daemon.max_queue)
-            return self._workers[key]  # type: ignore[return-value]
+            return self._workers[key]
         # One worker per configured device: models on the same device take turns on it.
         device = self.settings.models[model_name].device
         key = "cuda:0" if device == "cuda" else device
@@ -65,7 +65,7 @@ class Service:
         return self._workers[key]
 
     @property
-    def workers(self) -> list[Worker]:
+    def workers(self) -> list[Worker | RemoteWorker]:
         return list(self._workers.values())
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -74,7 +74,7 @@ class Service:
         # records the device, so that `initialize` never waits for torch.
         self.worker_for(self.model_for("complete") or next(iter(self.settings.models)))
         for name in self.settings.daemon.preload:
-            self.worker_for(name).submit(lambda n=name: self.registry.acquire(n), f"preload {name}")
+            self.worker_for(name).submit(partial(self.registry.acquire, name), f"preload {name}")
         if self.settings.daemon.keep_alive_s >= 0:
             loop.call_later(self._reap_interval(), self._reap_idle)
 

@@ -24,7 +24,7 @@ class Params(BaseModel):
 PRIORITY_HELP = (
     "scheduling class on the model worker: interactive runs before normal, normal before batch; "
     "clients take turns within a class (default: interactive for complete, normal otherwise)")
-Priority = Annotated[Literal["interactive", "normal", "batch"] | None, Field(default=None, description=PRIORITY_HELP)]
+Priority = Annotated[Literal["interactive", "normal", "batch"] | None, Field(description=PRIORITY_HELP)]
 
 
 class Message(Params):
@@ -49,7 +49,7 @@ class GenerationOptions(Params):
     stop: list[str] = Field(default_factory=list, description="stop sequences (not in the text)")
     seed: int | None = Field(default=None, description="seed for sampling, for repeatable output")
     stream: bool = Field(default=False, description="send ember/stream notifications")
-    priority: Priority
+    priority: Priority = None
 
 
 # -- lifecycle ---------------------------------------------------------------------------------
@@ -141,7 +141,7 @@ class ClassifyParams(Params):
         "(positive/negative/neutral, or positive/negative) are calibrated against shipped example "
         "sentences; other label sets get contextual calibration unless one is a catch-all such as "
         "neutral; false gives the plain label likelihoods"))
-    priority: Priority
+    priority: Priority = None
 
 
 class EntitiesParams(Params):
@@ -149,7 +149,7 @@ class EntitiesParams(Params):
 
     text: str = Field(description="the text to search for entities")
     model: str | None = Field(default=None, description="configured model name (default: tasks.entities)")
-    priority: Priority
+    priority: Priority = None
 
 
 class ModelParams(Params):

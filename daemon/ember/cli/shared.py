@@ -226,7 +226,7 @@ def cmd_daemon_status(args: argparse.Namespace) -> int:
         try:
             with Client(_connect(settings, start=False)) as client:
                 report["status"] = client.status()
-        except (RpcError, *_daemon_problems()) as exc:
+        except (RpcError, *_daemon_problems()) as exc:  # type: ignore[misc]  # a tuple at run time
             report["error"] = str(exc)
     if args.json:
         _out(json.dumps(report, ensure_ascii=False) + "\n")

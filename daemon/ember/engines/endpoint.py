@@ -182,7 +182,8 @@ def use_session_for_servers() -> None:
         from huggingface_hub import constants, set_client_factory
 
         try:  # the library's own hook (offline check, request ids); not exported publicly
-            from huggingface_hub.utils._http import hf_request_event_hook as hub_hook
+            from huggingface_hub.utils._http import hf_request_event_hook
+            hub_hook: Any = hf_request_event_hook
         except ImportError:  # pragma: no cover - a later huggingface_hub moved it
             hub_hook = None
         hub_host = urlsplit(constants.ENDPOINT).hostname or "huggingface.co"
@@ -552,7 +553,7 @@ def _body_detail(exc: BaseException) -> str:
     if isinstance(exc, HTTPStatusError):
         body = exc.body
     else:
-        response = getattr(exc, "response", None)
+        response: Any = getattr(exc, "response", None)
         try:
             response.read()
             body = response.text

@@ -277,6 +277,7 @@ class RemoteEngine:
         Raises NotSupported where the server returns none."""
         if self.prompt_logprobs is False:
             raise NotSupported("prompt log-probabilities")
+        scored: list[Any] | None
         with self.endpoint.track():
             if self.server == "tgi":
                 scored = [self._tgi_prompt_logprobs(prompt + a, ctx) for a in answers]

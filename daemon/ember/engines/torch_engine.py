@@ -21,10 +21,10 @@ def _forward_params(model: Any) -> set[str]:
 
 def _kv_bytes_per_token(config: Any, dtype: torch.dtype) -> int:
     config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    layers = getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", 0)
-    heads = getattr(config, "num_attention_heads", 1) or 1
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or getattr(config, "hidden_size", 0) // heads
+    layers = int(getattr(config, "num_hidden_layers", 0) or getattr(config, "num_layers", 0) or 0)
+    heads = int(getattr(config, "num_attention_heads", 1) or 1)
+    kv_heads = int(getattr(config, "num_key_value_heads", None) or heads)
+    head_dim = int(getattr(config, "head_dim", None) or getattr(config, "hidden_size", 0) // heads)
     element = torch.finfo(dtype).bits // 8 if dtype.is_floating_point else 4
     return 2 * layers * kv_heads * head_dim * element
 

@@ -69,7 +69,7 @@ def _pid_alive(pid: int) -> bool:
 
 def remove_stale_work(root: Path) -> list[Path]:
     """Delete work folders that no live process is writing, anywhere under `root`. Returns them."""
-    removed = []
+    removed: list[Path] = []
     if not root.is_dir():
         return removed
     for parent in [root, *(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))]:

@@ -339,20 +339,17 @@ def load_remote(name: str, settings: ModelSettings, tokenizer: tuple[Path | None
     if tokenizer_folder is None and settings.tokenizer is None and settings.served_model is None:
         # the name the server serves is known only now: it may be a hub id or a folder
         tokenizer_folder, note = sources.remote_tokenizer(settings, info.served_model, ctx.cache_dir)
-    tokenizer = load_tokenizer(tokenizer_folder, settings) if tokenizer_folder is not None else None
+    tok = load_tokenizer(tokenizer_folder, settings) if tokenizer_folder is not None else None
     config = _read_json(tokenizer_folder / "config.json") if tokenizer_folder is not None else {}
-    if settings.context_length or info.context_length:
-        length = settings.context_length or info.context_length
-    else:
-        length = context_length(config, tokenizer, None)
+    length = settings.context_length or info.context_length or context_length(config, tok, None)
     loaded = LoadedModel(
-        name=name, settings=settings, kind="causal-lm", model=None, tokenizer=tokenizer,
+        name=name, settings=settings, kind="causal-lm", model=None, tokenizer=tok,
         device="remote", dtype="n/a", quantization="n/a (the server's)", quantization_note=None,
         context_length=int(length), memory_bytes=0, load_seconds=time.monotonic() - started,
         source_path=str(tokenizer_folder) if tokenizer_folder is not None else "",
-        engine=RemoteEngine(endpoint, access, info, tokenizer),
+        engine=RemoteEngine(endpoint, access, info, tok),
         engine_note=f"tokenizer: {note}" if note else None,
-        eos_ids=eos_ids(tokenizer_folder, tokenizer) if tokenizer_folder is not None else (),
+        eos_ids=eos_ids(tokenizer_folder, tok) if tokenizer_folder is not None else (),
     )
     log.info("Connected %s to %s (%s, serving %s)%s", name, endpoint.public_url, info.server,
              info.served_model, f"; {note}" if note else "")

@@ -117,7 +117,7 @@ def _projections(layer: int, part: str, n_head: int, n_kv: int) -> list[tuple[st
     v = (f"blk.{layer}.attn_v.weight", None, f"{attn}.v_proj.weight")
     gate = (f"blk.{layer}.ffn_gate.weight", None, f"{mlp}.gate_proj.weight")
     up = (f"blk.{layer}.ffn_up.weight", None, f"{mlp}.up_proj.weight")
-    table = {
+    table: dict[str, list[tuple[str, int | None, str]]] = {
         "qkv_proj": [q, k, v], "q_proj": [q], "k_proj": [k], "v_proj": [v],
         "o_proj": [(f"blk.{layer}.attn_output.weight", None, f"{attn}.o_proj.weight")],
         "gate_up_proj": [gate, up], "gate_proj": [gate], "up_proj": [up],

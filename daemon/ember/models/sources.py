@@ -196,7 +196,7 @@ def _progress_tqdm(progress: Progress) -> Any:
     """A tqdm class that reports download bytes to `progress` instead of drawing a bar."""
     from tqdm.auto import tqdm
 
-    class ReportingTqdm(tqdm):  # type: ignore[misc]
+    class ReportingTqdm(tqdm):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs["disable"] = False
             kwargs["file"] = _NullFile()

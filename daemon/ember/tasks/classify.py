@@ -124,10 +124,9 @@ def run(params: ClassifyParams, lm: LoadedModel, ctx: RunContext) -> dict[str, A
 def _result(labels: Sequence[str], probs: Sequence[float], *, calibrated: bool,
             prompt_tokens: int, method: str) -> dict[str, Any]:
     total = float(sum(probs))
-    scores = sorted(
-        ({"label": label, "score": float(p) / total} for label, p in zip(labels, probs, strict=True)),
-        key=lambda s: s["score"], reverse=True,
-    )
+    ranked = sorted(zip(labels, (float(p) / total for p in probs), strict=True),
+                    key=lambda pair: pair[1], reverse=True)
+    scores = [{"label": label, "score": score} for label, score in ranked]
     return {
         "label": scores[0]["label"],
         "scores": scores,
@@ -575,8 +574,9 @@ def _run_text_classification(params: ClassifyParams, lm: LoadedModel,
     probs = torch.softmax(logits, dim=-1).tolist()
 
     by_name = {label.lower(): i for i, label in enumerate(model_labels)}
-    wanted = [by_name.get(label.lower()) for label in params.labels]
-    if all(i is not None for i in wanted):
+    found = [by_name.get(label.lower()) for label in params.labels]
+    wanted = [i for i in found if i is not None]
+    if len(wanted) == len(found):
         keep = list(dict.fromkeys(wanted))  # the user's order, each model label once
     else:
         keep = list(range(len(model_labels)))

@@ -24,7 +24,7 @@ def run(params: EntitiesParams, lm: LoadedModel, ctx: RunContext) -> dict[str, A
     found = ner(params.text) if params.text.strip() else []
     entities = [
         {
-            "text": params.text[e["start"]:e["end"]],
+            "text": params.text[int(e["start"]):int(e["end"])],
             "label": e["entity_group"],
             "start": int(e["start"]),
             "end": int(e["end"]),

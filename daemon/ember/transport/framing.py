@@ -25,7 +25,7 @@ class FramingError(ParseError):
         super().__init__(f"Parse error: {problem}")
 
     def __eq__(self, other: object) -> bool:  # a value, as the frames beside it are
-        return type(other) is type(self) and other.message == self.message  # type: ignore[attr-defined]
+        return isinstance(other, FramingError) and other.message == self.message
 
     def __hash__(self) -> int:
         return hash(self.message)

@@ -1,6 +1,6 @@
 """How long each tiny test model takes to build (the tests rely on builds taking seconds).
 
-    python bench/tiny_models.py
+    python bench/tiny_model_builds.py
 
 Builds every model in tests/tiny_models.py into a temporary folder, twice (the second build reuses
 the trained tokenizer, as later builds in a test process do), and prints the times as Markdown.
