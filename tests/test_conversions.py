@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import resource
 import shutil
-import time
 from pathlib import Path
 
 import psutil
@@ -17,16 +16,7 @@ import tiny_models
 from ember.config import ModelSettings
 from ember.models import loader, onnx_convert
 from ember.models.cache import WORK_PREFIX, remove_stale_work
-
-
-def wait_for(predicate, timeout: float = 120.0, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+from waiting import wait_for
 
 
 def work_folders(root: Path) -> list[Path]:
@@ -126,8 +116,8 @@ def test_a_conversion_killed_with_the_daemon_is_cleaned_up_and_done_again(ember,
     args = ["--model", str(tiny_chat), "--quantization", "none"]
     d = ember("lines", args, env)
     d.start_request("complete", {"prompt": "hello", "max_tokens": 2})
-    child = wait_for(lambda: converter_of(d))
-    abandoned = wait_for(lambda: work_folders(tmp_path / "cache"))
+    child = wait_for(lambda: converter_of(d), "the converter", timeout=120)
+    abandoned = wait_for(lambda: work_folders(tmp_path / "cache"), "the work folder", timeout=120)
     d.proc.kill()
     d.proc.wait()
     child.wait(timeout=30)  # the converter dies with its daemon

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import time
 
 import pytest
+
+from waiting import wait_for
 
 pytestmark = pytest.mark.model
 
 # A raw prompt that keeps a small model busy for hundreds of tokens.
 LONG = {"prompt": "Count from 1 to 1000: 1, 2, 3, 4, 5,", "max_tokens": 400, "stream": True}
-
-
-def wait_for(predicate, timeout=60.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 def first_delta(d, msg_id):

@@ -15,7 +15,6 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import psutil
 import pytest
@@ -23,22 +22,13 @@ import pytest
 import tiny_models
 from ember.shared.paths import lock_holder
 from rpc_client import EMBER, SocketPeer
+from waiting import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 120
 # 200,000 characters of real code: its tokenize reply (ids, tokens, offsets) is about 1.4 MB.
 BIG = ((REPO / "daemon" / "ember" / "rpc" / "protocol.py").read_text() * 30)[:200_000]
 MB = 1 << 20
-
-
-def wait_for(condition, what: str, timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def nested(levels: int) -> str:

@@ -13,7 +13,6 @@ import signal
 import socket
 import stat
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -24,19 +23,10 @@ import rpc_client
 from ember.client import AsyncClient, Client
 from ember.shared.paths import lock_holder
 from rpc_client import EMBER, Daemon
+from waiting import wait_for
 
 TIMEOUT = 120
 LONG = {"prompt": "1, 2, 3, 4,", "max_tokens": 2000}  # counting on: runs for minutes unless cancelled
-
-
-def wait_for(condition, what: str, timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Shared:

@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..lifecycle import pid_alive
+
 log = logging.getLogger(__name__)
 
 WORK_PREFIX = ".convert-"
@@ -57,16 +59,6 @@ def cached_digest(path: Path, cache_root: Path) -> str:
     return known[key]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_work(root: Path) -> list[Path]:
     """Delete work folders that no live process is writing, anywhere under `root`. Returns them."""
     removed: list[Path] = []
@@ -76,7 +68,7 @@ def remove_stale_work(root: Path) -> list[Path]:
         for entry in parent.glob(WORK_PREFIX + "*"):
             found = _WORK_PID.match(entry.name)
             if found:
-                stale = int(found.group(1)) != os.getpid() and not _pid_alive(int(found.group(1)))
+                stale = int(found.group(1)) != os.getpid() and not pid_alive(int(found.group(1)))
             else:
                 stale = time.time() - entry.stat().st_mtime > _LEGACY_STALE_S
             if stale:
