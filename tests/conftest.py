@@ -14,6 +14,9 @@ sys.path.insert(0, str(REPO / "tests"))
 # One GGUF conversion cache for the whole run (and across runs): converting SmolLM2 takes ~25 s.
 CACHE = Path(os.environ.get("EMBER_TEST_CACHE") or REPO / ".ember-cache" / "test")
 os.environ["EMBER_TEST_CACHE"] = str(CACHE)
+# Every daemon the tests start (and the in-process protocol) checks each result and notification it
+# sends against wire.py/results.py: a field that changes there fails the tests until the code agrees.
+os.environ["EMBER_CHECK_RESULTS"] = "1"
 
 
 @pytest.fixture(scope="session")
@@ -55,6 +58,7 @@ def daemon_env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
         "XDG_RUNTIME_DIR": str(tmp_path / "run"),
         "EMBER_DAEMON__CACHE_DIR": str(cache_dir),
         "EMBER_TEST_CACHE": str(cache_dir),
+        "EMBER_CHECK_RESULTS": "1",
         "HF_HUB_OFFLINE": "1",
         "HF_HOME": str(tmp_path / "hf"),
     })

@@ -111,8 +111,13 @@ class Daemon:
         return msg_id
 
     def call(self, method: str, params: Any = None) -> Any:
+        """The result, checked here too against wire.py/results.py (the daemon checks it first)."""
+        from ember.wire import METHODS, check_payload
+
         reply = self.request(method, params)
         assert "result" in reply, reply
+        if method in METHODS:
+            check_payload(METHODS[method].result, reply["result"], f"the result of {method}")
         return reply["result"]
 
     def notify(self, method: str, params: Any = None) -> None:

@@ -41,7 +41,7 @@ def test_protocol_md_documents_every_method_and_notification():
     doc = (REPO / "PROTOCOL.md").read_text()
     documented = set(re.findall(r"^### `([^`]+)`", doc, re.M))
     assert documented == set(METHODS), f"missing: {set(METHODS) - documented}, stale: {documented - set(METHODS)}"
-    for name in NOTIFICATIONS_IN + NOTIFICATIONS_OUT:
+    for name in (*NOTIFICATIONS_IN, *NOTIFICATIONS_OUT):
         assert f"`{name}`" in doc
     assert set(TASKS) <= set(METHODS)
 

@@ -10,8 +10,9 @@
         result = await client.classify("great", labels=["good", "bad"])
 
 Errors the daemon answers raise `RpcError(code, message, data)`; a daemon that cannot be started or
-reached, or a connection that drops, raises `DaemonUnavailable`. Results are plain dicts, typed
-below as TypedDicts. Importing this module is cheap: no torch, no pygls.
+reached, or a connection that drops, raises `DaemonUnavailable`. Results are plain dicts, typed by
+the protocol's own TypedDicts (ember.results). Importing this module is cheap: no torch, no pygls,
+no pydantic.
 """
 
 from __future__ import annotations
@@ -24,15 +25,26 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any
 
+from .results import (
+    ClassifyResult,
+    CompleteResult,
+    DetokenizeResult,
+    ModelsListResult,
+    StatusResult,
+    SummarizeResult,
+    TokenizeResult,
+    TranslateResult,
+)
 from .shared.launch import DaemonUnavailable, ensure_running, log_path, try_connect
 from .shared.paths import SharedPaths
 from .transport.framing import FrameDecoder, encode
 
 __all__ = [
-    "AsyncClient", "Call", "ClassifyResult", "Client", "DaemonUnavailable", "GenerationResult",
-    "RpcError", "StatusResult", "SummarizeResult", "TokenizeResult", "connect_socket",
+    "AsyncClient", "Call", "ClassifyResult", "Client", "CompleteResult", "DaemonUnavailable",
+    "DetokenizeResult", "ModelsListResult", "RpcError", "StatusResult", "SummarizeResult",
+    "TokenizeResult", "TranslateResult", "connect_socket",
 ]
 
 Delta = Callable[[str], None]
@@ -47,73 +59,6 @@ class RpcError(Exception):
         self.code = code
         self.message = message
         self.data = data
-
-
-# -- typed results -----------------------------------------------------------------------------
-
-
-class Usage(TypedDict):
-    prompt_tokens: int
-    completion_tokens: int
-
-
-class Timings(TypedDict, total=False):
-    queue_ms: float
-    load_ms: float
-    run_ms: float
-    total_ms: float
-    tokens_per_second: float
-
-
-class GenerationResult(TypedDict):
-    """`complete` and `translate`."""
-
-    text: str
-    finish_reason: Literal["stop", "length", "cancelled"]
-    model: str
-    usage: Usage
-    timings: Timings
-
-
-class SummarizeResult(GenerationResult):
-    stages: int
-
-
-class LabelScore(TypedDict):
-    label: str
-    score: float
-
-
-class ClassifyResult(TypedDict):
-    label: str
-    scores: list[LabelScore]  # highest first
-    calibrated: bool
-    model: str
-    usage: Usage
-    timings: Timings
-
-
-class TokenizeResult(TypedDict, total=False):
-    model: str
-    count: int
-    ids: list[int]
-    tokens: list[str]
-    offsets: list[list[int]]
-    text: str
-
-
-class StatusResult(TypedDict, total=False):
-    version: str
-    pid: int
-    uptime_s: float
-    requests_served: int
-    queue_depth: int
-    running: list[str]
-    connections: int
-    memory: dict[str, int]
-    models: list[dict[str, Any]]
-    model_loads: int
-    workers: list[dict[str, Any]]
 
 
 # -- connecting --------------------------------------------------------------------------------
@@ -325,13 +270,13 @@ class Client:
 
     # -- typed helpers: params as in PROTOCOL.md ---------------------------------------------------
 
-    def complete(self, prompt: str | None = None, on_delta: Delta | None = None, **options: Any) -> GenerationResult:
+    def complete(self, prompt: str | None = None, on_delta: Delta | None = None, **options: Any) -> CompleteResult:
         return self.call("complete", _params(prompt=prompt, **options), on_delta)
 
     def summarize(self, text: str, on_delta: Delta | None = None, **options: Any) -> SummarizeResult:
         return self.call("summarize", {"text": text, **options}, on_delta)
 
-    def translate(self, text: str, target: str, on_delta: Delta | None = None, **options: Any) -> GenerationResult:
+    def translate(self, text: str, target: str, on_delta: Delta | None = None, **options: Any) -> TranslateResult:
         return self.call("translate", {"text": text, "target": target, **options}, on_delta)
 
     def classify(self, text: str, labels: list[str] | None = None, **options: Any) -> ClassifyResult:
@@ -340,8 +285,14 @@ class Client:
     def tokenize(self, text: str, **options: Any) -> TokenizeResult:
         return self.call("tokenize", {"text": text, **options})
 
+    def detokenize(self, ids: list[int], **options: Any) -> DetokenizeResult:
+        return self.call("detokenize", {"ids": ids, **options})
+
     def status(self) -> StatusResult:
         return self.call("daemon/status")
+
+    def models(self) -> ModelsListResult:
+        return self.call("models/list")
 
 
 # -- asyncio -----------------------------------------------------------------------------------
@@ -429,13 +380,13 @@ class AsyncClient:
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
 
-    async def complete(self, prompt: str | None = None, on_delta: Delta | None = None, **options: Any) -> GenerationResult:
+    async def complete(self, prompt: str | None = None, on_delta: Delta | None = None, **options: Any) -> CompleteResult:
         return await self.call("complete", _params(prompt=prompt, **options), on_delta)
 
     async def summarize(self, text: str, on_delta: Delta | None = None, **options: Any) -> SummarizeResult:
         return await self.call("summarize", {"text": text, **options}, on_delta)
 
-    async def translate(self, text: str, target: str, on_delta: Delta | None = None, **options: Any) -> GenerationResult:
+    async def translate(self, text: str, target: str, on_delta: Delta | None = None, **options: Any) -> TranslateResult:
         return await self.call("translate", {"text": text, "target": target, **options}, on_delta)
 
     async def classify(self, text: str, labels: list[str] | None = None, **options: Any) -> ClassifyResult:
@@ -444,5 +395,11 @@ class AsyncClient:
     async def tokenize(self, text: str, **options: Any) -> TokenizeResult:
         return await self.call("tokenize", {"text": text, **options})
 
+    async def detokenize(self, ids: list[int], **options: Any) -> DetokenizeResult:
+        return await self.call("detokenize", {"ids": ids, **options})
+
     async def status(self) -> StatusResult:
         return await self.call("daemon/status")
+
+    async def models(self) -> ModelsListResult:
+        return await self.call("models/list")

@@ -1,16 +1,22 @@
 """Every request's params and result type, and the METHODS table.
 
-This module is the single source of truth for the protocol: handlers validate params with these
-models, PROTOCOL.md documents them, and a test checks that both agree.
-Params are strict (no coercion) and closed (unknown keys are errors).
+This module (with results.py, the result types) is the single source of truth for the protocol:
+handlers validate params with these models, replies are checked against the result types when
+EMBER_CHECK_RESULTS is set (the tests set it), PROTOCOL.md and the VS Code extension's types are
+generated from both, and tests fail when a generated file is stale.
+Params are strict (no coercion) and closed (unknown keys are errors); so are checked results.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from . import results as r
 
 
 class Params(BaseModel):
@@ -166,7 +172,7 @@ class Method:
     name: str
     params: type[Params] | None  # None: params are ignored (and may be absent)
     summary: str
-    result: str
+    result: Any  # a TypedDict of results.py, or None for a null result
     priority: str = "normal"  # the scheduling class of its model work when params give none
 
 
@@ -174,44 +180,46 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in [
         Method("initialize", InitializeParams, "Optional handshake; returns what the daemon offers.",
-               "{server: {name, version}, protocol_version, methods, tasks, models, device: cpu|cuda|mps|null "
-               "(null while torch is still loading), pid}"),
-        Method("shutdown", None, "Stop taking work; the daemon then waits for `exit`.", "null"),
+               r.InitializeResult),
+        Method("shutdown", None, "Stop taking work; the daemon then waits for `exit`.", None),
         Method("tokenize", TokenizeParams, "Tokenize text, or a chat prompt built from messages.",
-               "{model, count, ids, tokens, offsets, text?}"),
-        Method("detokenize", DetokenizeParams, "Decode token ids.", "{model, text}"),
+               r.TokenizeResult),
+        Method("detokenize", DetokenizeParams, "Decode token ids.", r.DetokenizeResult),
         Method("complete", CompleteParams, "Continue a prompt, answer chat messages, or fill in the middle.",
-               "{text, finish_reason: stop|length, fim?: {format, truncated}, first_token_ms?, model, "
-               "usage: {prompt_tokens, completion_tokens, cached_tokens?}, timings}",
-               priority="interactive"),
-        Method("summarize", SummarizeParams, "Summarize text, in stages when it is long.",
-               "{text, finish_reason, stages, model, usage, timings}"),
+               r.CompleteResult, priority="interactive"),
+        Method("summarize", SummarizeParams, "Summarize text, in stages when it is long.", r.SummarizeResult),
         Method("translate", TranslateParams, "Translate text, keeping code and Markdown intact.",
-               "{text, finish_reason, model, usage, timings}"),
-        Method("classify", ClassifyParams, "Probability of each label and the top label.",
-               "{label, scores: [{label, score}], calibrated, method: loglikelihood|first-token-logprobs|"
-               "generated-answer|classifier|zero-shot-nli, answer? (generated-answer: the model's "
-               "words), model, usage, timings}"),
+               r.TranslateResult),
+        Method("classify", ClassifyParams, "Probability of each label and the top label.", r.ClassifyResult),
         Method("entities", EntitiesParams, "Named entities from a token-classification model.",
-               "{entities: [{text, label, start, end, score}], model, usage, timings}"),
-        Method("daemon/status", None, "Loaded models, memory, queue and counters.",
-               "{version, pid, uptime_s, requests_served, queue_depth, side_queue_depth, running: [label], "
-               "connections, "
-               "memory: {rss_bytes, models_bytes}, models: [model], model_loads, workers: [{device "
-               "(a remote server's worker: \"remote URL\"), threads (there: max_concurrent), "
-               "queue_depth, jobs_done}]}"),
-        Method("models/list", None, "Every configured model and whether it is loaded.",
-               "{models: [{name, source, kind, quantization_requested (local models), loaded, tasks, "
-               "engine and remote (remote models), ...model}]}"),
-        Method("models/load", ModelParams, "Load a configured model now.", "{model: model}"),
-        Method("models/unload", ModelParams, "Unload a model and free its memory.", "{unloaded: bool}"),
+               r.EntitiesResult),
+        Method("daemon/status", None, "Loaded models, memory, queue and counters.", r.StatusResult),
+        Method("models/list", None, "Every configured model and whether it is loaded.", r.ModelsListResult),
+        Method("models/load", ModelParams, "Load a configured model now.", r.ModelsLoadResult),
+        Method("models/unload", ModelParams, "Unload a model and free its memory.", r.ModelsUnloadResult),
     ]
 }
 
 STREAM = "ember/stream"
 PROGRESS = "ember/progress"
 NOTIFICATIONS_IN = ("$/cancelRequest", "exit")
-NOTIFICATIONS_OUT = (STREAM, PROGRESS)
+NOTIFICATIONS_OUT: dict[str, Any] = {STREAM: r.StreamParams, PROGRESS: r.ProgressParams}
+CHECK_RESULTS_ENV = "EMBER_CHECK_RESULTS"
+
+
+@cache
+def _adapter(shape: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(shape)
+
+
+def check_payload(shape: Any, payload: bytes | Any, what: str) -> None:
+    """Raise ValueError naming `what` and the problem unless `payload` (JSON bytes or a value) fits
+    `shape` exactly: no unknown keys, no missing ones, no coerced types."""
+    data = payload if isinstance(payload, bytes) else json.dumps(payload)
+    try:
+        _adapter(shape).validate_json(data)
+    except ValidationError as exc:
+        raise ValueError(f"{what} does not match wire.py/results.py: {exc}") from None
 
 
 def valid_request_id(value: Any) -> bool:

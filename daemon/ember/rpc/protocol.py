@@ -14,6 +14,7 @@ import contextvars
 import itertools
 import json
 import logging
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -34,12 +35,15 @@ from ..errors import (
     RequestCancelled,
     ShuttingDown,
 )
-from ..wire import valid_request_id
+from ..wire import CHECK_RESULTS_ENV, METHODS, NOTIFICATIONS_OUT, check_payload, valid_request_id
 from .nesting import MAX_DEPTH, cut_deep, holds_marker
 
 log = logging.getLogger(__name__)
 
 CANCEL = "$/cancelRequest"
+# Tests set this: every result and notification is checked against wire.py/results.py, and one
+# that does not match is answered as an internal error naming the mismatch.
+CHECK_RESULTS = os.environ.get(CHECK_RESULTS_ENV) == "1"
 EXIT = "exit"
 
 
@@ -337,6 +341,10 @@ class EmberProtocol(JsonRPCProtocol):
             self._reply(key, error=RequestCancelled("Request cancelled"))
             return
         exc = future.exception()
+        if exc is None and CHECK_RESULTS and (problem := self._result_problem(key, future.result())):
+            log.error("%s", problem)
+            self._reply(key, error=InternalError(problem))
+            return
         if exc is None:
             self._reply(key, result=future.result())
         elif isinstance(exc, EmberError):
@@ -351,6 +359,17 @@ class EmberProtocol(JsonRPCProtocol):
             req = self._inflight.get(key)
             log.error("Internal error in %s", req.method if req else "?", exc_info=exc)
             self._reply(key, error=InternalError(f"Internal error: {type(exc).__name__}"))
+
+    def _result_problem(self, key: int, result: Any) -> str | None:
+        req = self._inflight.get(key)
+        if req is None or req.method not in METHODS:
+            return None
+        payload = result.data if isinstance(result, RawJSON) else result
+        try:
+            check_payload(METHODS[req.method].result, payload, f"the result of {req.method}")
+        except ValueError as exc:
+            return str(exc)
+        return None
 
     def _reply(self, key: int, result: Any = None, error: EmberError | None = None) -> None:
         req = self._inflight.pop(key, None)
@@ -385,6 +404,8 @@ class EmberProtocol(JsonRPCProtocol):
         self.send_message({"jsonrpc": "2.0", "id": msg_id, "error": error.to_error()})
 
     def send_notification(self, method: str, params: Any) -> None:
+        if CHECK_RESULTS and method in NOTIFICATIONS_OUT:  # a mismatch fails the request that sent it
+            check_payload(NOTIFICATIONS_OUT[method], params, f"the params of {method}")
         self.send_message({"jsonrpc": "2.0", "method": method, "params": params})
 
     def notify(self, method: str, params: Any | None = None) -> None:  # pygls API

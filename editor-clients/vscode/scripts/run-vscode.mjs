@@ -130,6 +130,8 @@ const env = {
   HF_HUB_OFFLINE: '1',
   HF_HOME: path.join(dirs.xdg, 'hf'),
   EMBER_DAEMON__CACHE_DIR: path.resolve(process.env.EMBER_TEST_CACHE || path.join(extensionRoot, '../../.ember-cache/test')),
+  // Every reply the daemon sends is checked against wire.py/results.py (a mismatch is an error).
+  EMBER_CHECK_RESULTS: '1',
   TMPDIR: path.join(run, 'tmp'),
 };
 fs.mkdirSync(env.TMPDIR);

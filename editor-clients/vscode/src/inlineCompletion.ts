@@ -78,7 +78,7 @@ export class EmberInlineCompletionProvider implements vscode.InlineCompletionIte
         token,
       );
       const stale = token.isCancellationRequested || call !== this.latest || document.version !== version;
-      if (stale || result.finish_reason === 'cancelled' || result.text === '') return undefined;
+      if (stale || result.text === '') return undefined; // a cancelled request is an error, not a result
       return [new vscode.InlineCompletionItem(result.text, new vscode.Range(position, position))];
     } catch (error) {
       if (!isCancelled(error)) this.log.debug(`inline completion: ${describeError(error)}`);

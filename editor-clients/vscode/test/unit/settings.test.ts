@@ -107,6 +107,7 @@ describe('formatting', () => {
         { label: 'neutral', score: 0.2 },
       ],
       calibrated: true,
+      method: 'loglikelihood',
       model: 'm',
       usage: { prompt_tokens: 1, completion_tokens: 0 },
       timings: { queue_ms: 0, load_ms: 0, run_ms: 0, total_ms: 0 },

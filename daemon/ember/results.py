@@ -1,0 +1,319 @@
+"""Every method's result and every notification the daemon sends, as TypedDicts.
+
+With wire.py's params, this is the protocol's single source of truth: the daemon's replies are
+checked against these types (tests run with EMBER_CHECK_RESULTS=1), the Python client returns them,
+and PROTOCOL.md and the VS Code extension's types (src/wire.ts) are generated from them.
+Pydantic-free on purpose, so that `ember.client` stays cheap to import. `Annotated[T, "text"]`
+carries a field's description into the generated docs.
+"""
+
+
+from typing import (
+    Annotated,
+    Literal,
+    NotRequired,  # pydantic needs these on Python < 3.12
+)
+
+from typing_extensions import TypedDict
+
+FinishReason = Literal["stop", "length"]
+ProgressPhase = Literal["download", "convert", "load", "quantize", "ready", "error"]
+ClassifyMethod = Literal["loglikelihood", "first-token-logprobs", "generated-answer", "classifier",
+                         "zero-shot-nli"]
+
+
+# -- shared pieces -----------------------------------------------------------------------------
+
+
+class Usage(TypedDict):
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: NotRequired[Annotated[int, "complete: prompt tokens whose KV state was reused"]]
+
+
+class Timings(TypedDict):
+    queue_ms: Annotated[float, "waiting for the model worker"]
+    load_ms: Annotated[float, "loading the model (0 when it was resident)"]
+    run_ms: float
+    total_ms: float
+    tokens_per_second: NotRequired[Annotated[float, "generated tokens over run_ms"]]
+
+
+class PrefixCache(TypedDict):
+    """The prompt KV states a model keeps between requests."""
+
+    sequences: int
+    bytes: int
+    budget_bytes: int
+    requests: int
+    prompt_tokens: int
+    cached_tokens: int
+    evictions: int
+
+
+class Latency(TypedDict):
+    p50: float
+    p95: float
+    last: float
+
+
+class RemoteInfo(TypedDict):
+    """A remote model's server and its counters; the URL never carries a secret."""
+
+    served_model: Annotated[str | None, "the model name the server is asked for"]
+    url: Annotated[str, "the server's URL, query values masked"]
+    server: Literal["tgi", "vllm", "openai"] | None
+    health: Literal["ok", "down", "unauthorized", "unknown"]
+    last_error: str | None
+    checked_at: float | None
+    in_flight: int
+    max_concurrent: int
+    requests: int
+    failures: int
+    latency_ms: Latency | None
+    first_token_ms: Latency | None
+
+
+class LocalModel(TypedDict):
+    """A loaded model that runs in the daemon."""
+
+    name: str
+    kind: str
+    source: str
+    path: Annotated[str | None, "its local files"]
+    engine: Literal["onnxruntime", "transformers"]
+    engine_note: Annotated[str | None, "why the engine differs from the one configured"]
+    device: str
+    dtype: str | None
+    quantization: str
+    quantization_note: str | None
+    context_length: int
+    memory_bytes: Annotated[int, "the weights (the prefix cache's KV state is counted apart)"]
+    prefix_cache: PrefixCache | None
+    load_seconds: float
+    loaded_at: float
+    idle_s: float
+
+
+class RemoteModel(TypedDict):
+    """A loaded model served by a remote server (TGI, vLLM, an Inference Endpoint)."""
+
+    name: str
+    kind: str
+    source: Annotated[str, "the server's URL, query values masked"]
+    engine: Literal["remote"]
+    engine_note: str | None
+    device: Literal["remote"]
+    context_length: int
+    memory_bytes: Literal[0]
+    tokenizer: Annotated[str | None, "its tokenizer's folder; null: token counts are estimated"]
+    remote: RemoteInfo
+    load_seconds: float
+    loaded_at: float
+    idle_s: float
+
+
+class ModelEntry(TypedDict):
+    """A configured model; once loaded, its LocalModel or RemoteModel fields too."""
+
+    name: str
+    source: str
+    kind: str
+    loaded: bool
+    tasks: Annotated[list[str], "the tasks it is the default model of"]
+    quantization_requested: NotRequired[Annotated[str, "local models"]]
+    engine: NotRequired[Literal["onnxruntime", "transformers", "remote"]]
+    remote: NotRequired[RemoteInfo]
+    path: NotRequired[str | None]
+    engine_note: NotRequired[str | None]
+    device: NotRequired[str]
+    dtype: NotRequired[str | None]
+    quantization: NotRequired[str]
+    quantization_note: NotRequired[str | None]
+    context_length: NotRequired[int]
+    memory_bytes: NotRequired[int]
+    prefix_cache: NotRequired[PrefixCache | None]
+    tokenizer: NotRequired[str | None]
+    load_seconds: NotRequired[float]
+    loaded_at: NotRequired[float]
+    idle_s: NotRequired[float]
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+
+
+class ServerInfo(TypedDict):
+    name: str
+    version: str
+
+
+class InitializeResult(TypedDict):
+    server: ServerInfo
+    protocol_version: str
+    methods: list[str]
+    tasks: list[str]
+    models: list[ModelEntry]
+    device: Annotated[str | None, "cpu, cuda or mps; null while torch is still loading"]
+    pid: int
+
+
+# -- tokenizer ---------------------------------------------------------------------------------
+
+
+class TokenizeResult(TypedDict):
+    model: str
+    count: int
+    ids: NotRequired[list[int]]
+    tokens: NotRequired[list[str]]
+    offsets: NotRequired[Annotated[list[tuple[int, int]] | None,
+                                   "[start, end) characters; null where the tokenizer has none"]]
+    text: NotRequired[Annotated[str, "with messages: the templated prompt"]]
+
+
+class DetokenizeResult(TypedDict):
+    model: str
+    text: str
+
+
+# -- tasks -------------------------------------------------------------------------------------
+
+
+class FimInfo(TypedDict):
+    format: Annotated[str, "the model family's fill-in-the-middle tokens"]
+    truncated: Annotated[bool, "prefix or suffix was cut to fit the context"]
+
+
+class CompleteResult(TypedDict):
+    text: str
+    finish_reason: FinishReason
+    fim: NotRequired[FimInfo]
+    first_token_ms: NotRequired[Annotated[float, "from the start of the run to the first token"]]
+    model: str
+    usage: Usage
+    timings: Timings
+
+
+class SummarizeResult(TypedDict):
+    text: str
+    finish_reason: FinishReason
+    stages: Annotated[int, "model calls: one per chunk of a long text, plus the final one"]
+    model: str
+    usage: Usage
+    timings: Timings
+
+
+class TranslateResult(TypedDict):
+    text: str
+    finish_reason: FinishReason
+    model: str
+    usage: Usage
+    timings: Timings
+
+
+class LabelScore(TypedDict):
+    label: str
+    score: float
+
+
+class ClassifyResult(TypedDict):
+    label: Annotated[str, "the top label"]
+    scores: Annotated[list[LabelScore], "every label, best first; the scores sum to 1"]
+    calibrated: bool
+    method: Annotated[ClassifyMethod, "how the scores were made"]
+    answer: NotRequired[Annotated[str, "generated-answer: the model's own words"]]
+    model: str
+    usage: Usage
+    timings: Timings
+
+
+class Entity(TypedDict):
+    text: str
+    label: str
+    start: int
+    end: int
+    score: float
+
+
+class EntitiesResult(TypedDict):
+    entities: list[Entity]
+    model: str
+    usage: Usage
+    timings: Timings
+
+
+# -- daemon and models -------------------------------------------------------------------------
+
+
+class Memory(TypedDict):
+    rss_bytes: int
+    models_bytes: Annotated[int, "weights plus prefix-cache KV state of the loaded models"]
+
+
+class WorkerInfo(TypedDict):
+    device: Annotated[str, 'a remote server\'s worker: "remote URL"']
+    threads: Annotated[int, "a remote server's worker: its max_concurrent"]
+    queue_depth: int
+    jobs_done: int
+
+
+class StatusResult(TypedDict):
+    version: str
+    pid: int
+    uptime_s: float
+    requests_served: int
+    queue_depth: int
+    side_queue_depth: Annotated[int, "tokenizer work waiting"]
+    running: Annotated[list[str], "what the workers run now"]
+    connections: Annotated[int, "clients of the shared daemon"]
+    device: str | None
+    memory: Memory
+    models: Annotated[list[LocalModel | RemoteModel], "the loaded models"]
+    model_loads: int
+    workers: list[WorkerInfo]
+
+
+class ModelsListResult(TypedDict):
+    models: list[ModelEntry]
+
+
+class ModelsLoadResult(TypedDict):
+    model: LocalModel | RemoteModel
+
+
+class ModelsUnloadResult(TypedDict):
+    unloaded: Annotated[bool, "false: it was not loaded"]
+
+
+# -- notifications the daemon sends ------------------------------------------------------------
+
+
+class StreamParams(TypedDict):
+    """`ember/stream`: one piece of generated text of request `id` (requests with `stream: true`)."""
+
+    id: int | str
+    delta: str
+    index: Annotated[int, "0, 1, 2, ... within the request"]
+
+
+class ProgressParams(TypedDict):
+    """`ember/progress`: a model is being downloaded, converted or loaded (clients that sent
+    `initialize`)."""
+
+    model: str
+    phase: ProgressPhase
+    percent: float | None
+    bytes: int | None
+    total_bytes: int | None
+    message: str
+
+
+def _closed_and_strict() -> None:
+    """Checked replies may hold no unknown keys and no coerced values (JSON numbers stay numbers)."""
+    from typing_extensions import is_typeddict
+
+    for value in list(globals().values()):
+        if is_typeddict(value):
+            value.__pydantic_config__ = {"extra": "forbid", "strict": True}  # read by pydantic
+
+
+_closed_and_strict()

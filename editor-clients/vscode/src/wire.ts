@@ -1,0 +1,504 @@
+// Generated from daemon/ember/wire.py and results.py by `python -m ember.protocol_ts`: do not edit.
+// Keys are snake_case, as on the wire. Params that have a default are optional here.
+
+export type FinishReason = 'stop' | 'length';
+export type ProgressPhase = 'download' | 'convert' | 'load' | 'quantize' | 'ready' | 'error';
+export type ClassifyMethod = 'loglikelihood' | 'first-token-logprobs' | 'generated-answer' | 'classifier' | 'zero-shot-nli';
+
+/** Optional handshake; `process_id` makes the daemon exit when that process dies. */
+export interface InitializeParams {
+  /** the editor's pid: exit when it dies (`processId`, as in LSP, is accepted too) */
+  process_id?: number | null;
+  /** free-form, for the log */
+  client_info?: Record<string, unknown> | null;
+}
+
+export interface InitializeResult {
+  server: ServerInfo;
+  protocol_version: string;
+  methods: string[];
+  tasks: string[];
+  models: ModelEntry[];
+  /** cpu, cuda or mps; null while torch is still loading */
+  device: string | null;
+  pid: number;
+}
+
+/** Tokenize `text`, or apply the chat template to `messages` and tokenize the prompt. */
+export interface TokenizeParams {
+  /** text to tokenize (or give messages) */
+  text?: string | null;
+  /** chat messages: tokenize the templated prompt */
+  messages?: Message[] | null;
+  /** configured model name (default: tasks.tokenize) */
+  model?: string | null;
+  /** add BOS/EOS as the model does */
+  add_special_tokens?: boolean;
+  /** with messages: end with the assistant turn's opening */
+  add_generation_prompt?: boolean;
+  /** include `ids` */
+  return_ids?: boolean;
+  /** include `tokens` (the vocabulary's strings) */
+  return_tokens?: boolean;
+  /** include `offsets`: [start, end) characters */
+  return_offsets?: boolean;
+}
+
+export interface TokenizeResult {
+  model: string;
+  count: number;
+  ids?: number[];
+  tokens?: string[];
+  /** [start, end) characters; null where the tokenizer has none */
+  offsets?: [number, number][] | null;
+  /** with messages: the templated prompt */
+  text?: string;
+}
+
+/** Turn token ids back into text. */
+export interface DetokenizeParams {
+  /** token ids */
+  ids: number[];
+  /** configured model name (default: tasks.tokenize) */
+  model?: string | null;
+  /** leave out special tokens */
+  skip_special_tokens?: boolean;
+}
+
+export interface DetokenizeResult {
+  model: string;
+  text: string;
+}
+
+/** Continue `prompt`, answer `messages`, or fill in between `prefix` and `suffix`. */
+export interface CompleteParams {
+  /** configured model name (default: the task's) */
+  model?: string | null;
+  /** most tokens to generate (task default when absent) */
+  max_tokens?: number | null;
+  /** 0 means greedy decoding */
+  temperature?: number;
+  /** nucleus sampling */
+  top_p?: number;
+  /** top-k sampling (0: off) */
+  top_k?: number;
+  /** stop sequences (not in the text) */
+  stop?: string[];
+  /** seed for sampling, for repeatable output */
+  seed?: number | null;
+  /** send ember/stream notifications */
+  stream?: boolean;
+  /** scheduling class on the model worker: interactive runs before normal, normal before batch; clients take turns within a class (default: interactive for complete, normal otherwise) */
+  priority?: 'interactive' | 'normal' | 'batch' | null;
+  /** plain text to continue */
+  prompt?: string | null;
+  /** chat messages to answer */
+  messages?: Message[] | null;
+  /** text before the cursor (fill in the middle) */
+  prefix?: string | null;
+  /** text after the cursor (fill in the middle) */
+  suffix?: string | null;
+  /** a key such as the document URI: a later `complete` from this client with the same key cancels this one (it gets -32800), queued or running */
+  supersede?: string | null;
+}
+
+export interface CompleteResult {
+  text: string;
+  finish_reason: 'stop' | 'length';
+  fim?: FimInfo;
+  /** from the start of the run to the first token */
+  first_token_ms?: number;
+  model: string;
+  usage: Usage;
+  timings: Timings;
+}
+
+/** Summarize `text`; long texts are summarized in stages. */
+export interface SummarizeParams {
+  /** configured model name (default: the task's) */
+  model?: string | null;
+  /** most tokens to generate (task default when absent) */
+  max_tokens?: number | null;
+  /** 0 means greedy decoding */
+  temperature?: number;
+  /** nucleus sampling */
+  top_p?: number;
+  /** top-k sampling (0: off) */
+  top_k?: number;
+  /** stop sequences (not in the text) */
+  stop?: string[];
+  /** seed for sampling, for repeatable output */
+  seed?: number | null;
+  /** send ember/stream notifications */
+  stream?: boolean;
+  /** scheduling class on the model worker: interactive runs before normal, normal before batch; clients take turns within a class (default: interactive for complete, normal otherwise) */
+  priority?: 'interactive' | 'normal' | 'batch' | null;
+  /** the text to summarize */
+  text: string;
+  /** shape of the summary */
+  form?: 'sentence' | 'paragraph' | 'bullets';
+  /** default max_tokens: 48, 120 or 256 */
+  length?: 'short' | 'medium' | 'long';
+}
+
+export interface SummarizeResult {
+  text: string;
+  finish_reason: 'stop' | 'length';
+  /** model calls: one per chunk of a long text, plus the final one */
+  stages: number;
+  model: string;
+  usage: Usage;
+  timings: Timings;
+}
+
+/** Translate `text` into `target`; code blocks and Markdown structure are kept. */
+export interface TranslateParams {
+  /** configured model name (default: the task's) */
+  model?: string | null;
+  /** most tokens to generate (task default when absent) */
+  max_tokens?: number | null;
+  /** 0 means greedy decoding */
+  temperature?: number;
+  /** nucleus sampling */
+  top_p?: number;
+  /** top-k sampling (0: off) */
+  top_k?: number;
+  /** stop sequences (not in the text) */
+  stop?: string[];
+  /** seed for sampling, for repeatable output */
+  seed?: number | null;
+  /** send ember/stream notifications */
+  stream?: boolean;
+  /** scheduling class on the model worker: interactive runs before normal, normal before batch; clients take turns within a class (default: interactive for complete, normal otherwise) */
+  priority?: 'interactive' | 'normal' | 'batch' | null;
+  /** the text to translate (Markdown and code are kept) */
+  text: string;
+  /** target language, e.g. French */
+  target: string;
+  /** source language (default: detected by the model) */
+  source?: string | null;
+}
+
+export interface TranslateResult {
+  text: string;
+  finish_reason: 'stop' | 'length';
+  model: string;
+  usage: Usage;
+  timings: Timings;
+}
+
+/** Score `text` against `labels`: a probability for each label, summing to 1. */
+export interface ClassifyParams {
+  /** the text to classify */
+  text: string;
+  /** candidate labels (at least 2) */
+  labels?: string[];
+  /** configured model name (default: tasks.classify) */
+  model?: string | null;
+  /** correct the model's label priors (instruct models). Default: the sentiment labels (positive/negative/neutral, or positive/negative) are calibrated against shipped example sentences; other label sets get contextual calibration unless one is a catch-all such as neutral; false gives the plain label likelihoods */
+  calibrate?: boolean | null;
+  /** scheduling class on the model worker: interactive runs before normal, normal before batch; clients take turns within a class (default: interactive for complete, normal otherwise) */
+  priority?: 'interactive' | 'normal' | 'batch' | null;
+}
+
+export interface ClassifyResult {
+  /** the top label */
+  label: string;
+  /** every label, best first; the scores sum to 1 */
+  scores: LabelScore[];
+  calibrated: boolean;
+  /** how the scores were made */
+  method: 'loglikelihood' | 'first-token-logprobs' | 'generated-answer' | 'classifier' | 'zero-shot-nli';
+  /** generated-answer: the model's own words */
+  answer?: string;
+  model: string;
+  usage: Usage;
+  timings: Timings;
+}
+
+/** Named entities in `text`, through a configured token-classification model. */
+export interface EntitiesParams {
+  /** the text to search for entities */
+  text: string;
+  /** configured model name (default: tasks.entities) */
+  model?: string | null;
+  /** scheduling class on the model worker: interactive runs before normal, normal before batch; clients take turns within a class (default: interactive for complete, normal otherwise) */
+  priority?: 'interactive' | 'normal' | 'batch' | null;
+}
+
+export interface EntitiesResult {
+  entities: Entity[];
+  model: string;
+  usage: Usage;
+  timings: Timings;
+}
+
+export interface StatusResult {
+  version: string;
+  pid: number;
+  uptime_s: number;
+  requests_served: number;
+  queue_depth: number;
+  /** tokenizer work waiting */
+  side_queue_depth: number;
+  /** what the workers run now */
+  running: string[];
+  /** clients of the shared daemon */
+  connections: number;
+  device: string | null;
+  memory: Memory;
+  /** the loaded models */
+  models: (LocalModel | RemoteModel)[];
+  model_loads: number;
+  workers: WorkerInfo[];
+}
+
+export interface ModelsListResult {
+  models: ModelEntry[];
+}
+
+/** Names one configured model. */
+export interface ModelParams {
+  /** configured model name */
+  model: string;
+}
+
+export interface ModelsLoadResult {
+  model: LocalModel | RemoteModel;
+}
+
+export interface ModelsUnloadResult {
+  /** false: it was not loaded */
+  unloaded: boolean;
+}
+
+/** `ember/stream`: one piece of generated text of request `id` (requests with `stream: true`). */
+export interface StreamParams {
+  id: number | string;
+  delta: string;
+  /** 0, 1, 2, ... within the request */
+  index: number;
+}
+
+/** `ember/progress`: a model is being downloaded, converted or loaded (clients that sent `initialize`). */
+export interface ProgressParams {
+  model: string;
+  phase: 'download' | 'convert' | 'load' | 'quantize' | 'ready' | 'error';
+  percent: number | null;
+  bytes: number | null;
+  total_bytes: number | null;
+  message: string;
+}
+
+/** Sampling and length options shared by the generative tasks. */
+export interface GenerationOptions {
+  /** configured model name (default: the task's) */
+  model?: string | null;
+  /** most tokens to generate (task default when absent) */
+  max_tokens?: number | null;
+  /** 0 means greedy decoding */
+  temperature?: number;
+  /** nucleus sampling */
+  top_p?: number;
+  /** top-k sampling (0: off) */
+  top_k?: number;
+  /** stop sequences (not in the text) */
+  stop?: string[];
+  /** seed for sampling, for repeatable output */
+  seed?: number | null;
+  /** send ember/stream notifications */
+  stream?: boolean;
+  /** scheduling class on the model worker: interactive runs before normal, normal before batch; clients take turns within a class (default: interactive for complete, normal otherwise) */
+  priority?: 'interactive' | 'normal' | 'batch' | null;
+}
+
+export interface ServerInfo {
+  name: string;
+  version: string;
+}
+
+/** A configured model; once loaded, its LocalModel or RemoteModel fields too. */
+export interface ModelEntry {
+  name: string;
+  source: string;
+  kind: string;
+  loaded: boolean;
+  /** the tasks it is the default model of */
+  tasks: string[];
+  /** local models */
+  quantization_requested?: string;
+  engine?: 'onnxruntime' | 'transformers' | 'remote';
+  remote?: RemoteInfo;
+  path?: string | null;
+  engine_note?: string | null;
+  device?: string;
+  dtype?: string | null;
+  quantization?: string;
+  quantization_note?: string | null;
+  context_length?: number;
+  memory_bytes?: number;
+  prefix_cache?: PrefixCache | null;
+  tokenizer?: string | null;
+  load_seconds?: number;
+  loaded_at?: number;
+  idle_s?: number;
+}
+
+/** One chat message. */
+export interface Message {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface FimInfo {
+  /** the model family's fill-in-the-middle tokens */
+  format: string;
+  /** prefix or suffix was cut to fit the context */
+  truncated: boolean;
+}
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  /** complete: prompt tokens whose KV state was reused */
+  cached_tokens?: number;
+}
+
+export interface Timings {
+  /** waiting for the model worker */
+  queue_ms: number;
+  /** loading the model (0 when it was resident) */
+  load_ms: number;
+  run_ms: number;
+  total_ms: number;
+  /** generated tokens over run_ms */
+  tokens_per_second?: number;
+}
+
+export interface LabelScore {
+  label: string;
+  score: number;
+}
+
+export interface Entity {
+  text: string;
+  label: string;
+  start: number;
+  end: number;
+  score: number;
+}
+
+export interface Memory {
+  rss_bytes: number;
+  /** weights plus prefix-cache KV state of the loaded models */
+  models_bytes: number;
+}
+
+/** A loaded model that runs in the daemon. */
+export interface LocalModel {
+  name: string;
+  kind: string;
+  source: string;
+  /** its local files */
+  path: string | null;
+  engine: 'onnxruntime' | 'transformers';
+  /** why the engine differs from the one configured */
+  engine_note: string | null;
+  device: string;
+  dtype: string | null;
+  quantization: string;
+  quantization_note: string | null;
+  context_length: number;
+  /** the weights (the prefix cache's KV state is counted apart) */
+  memory_bytes: number;
+  prefix_cache: PrefixCache | null;
+  load_seconds: number;
+  loaded_at: number;
+  idle_s: number;
+}
+
+/** A loaded model served by a remote server (TGI, vLLM, an Inference Endpoint). */
+export interface RemoteModel {
+  name: string;
+  kind: string;
+  /** the server's URL, query values masked */
+  source: string;
+  engine: 'remote';
+  engine_note: string | null;
+  device: 'remote';
+  context_length: number;
+  memory_bytes: 0;
+  /** its tokenizer's folder; null: token counts are estimated */
+  tokenizer: string | null;
+  remote: RemoteInfo;
+  load_seconds: number;
+  loaded_at: number;
+  idle_s: number;
+}
+
+export interface WorkerInfo {
+  /** a remote server's worker: "remote URL" */
+  device: string;
+  /** a remote server's worker: its max_concurrent */
+  threads: number;
+  queue_depth: number;
+  jobs_done: number;
+}
+
+/** A remote model's server and its counters; the URL never carries a secret. */
+export interface RemoteInfo {
+  /** the model name the server is asked for */
+  served_model: string | null;
+  /** the server's URL, query values masked */
+  url: string;
+  server: 'tgi' | 'vllm' | 'openai' | null;
+  health: 'ok' | 'down' | 'unauthorized' | 'unknown';
+  last_error: string | null;
+  checked_at: number | null;
+  in_flight: number;
+  max_concurrent: number;
+  requests: number;
+  failures: number;
+  latency_ms: Latency | null;
+  first_token_ms: Latency | null;
+}
+
+/** The prompt KV states a model keeps between requests. */
+export interface PrefixCache {
+  sequences: number;
+  bytes: number;
+  budget_bytes: number;
+  requests: number;
+  prompt_tokens: number;
+  cached_tokens: number;
+  evictions: number;
+}
+
+export interface Latency {
+  p50: number;
+  p95: number;
+  last: number;
+}
+
+/** Every method: its params (null: none) and its result. */
+export interface Methods {
+  'initialize': { params: InitializeParams; result: InitializeResult };
+  'shutdown': { params: null; result: null };
+  'tokenize': { params: TokenizeParams; result: TokenizeResult };
+  'detokenize': { params: DetokenizeParams; result: DetokenizeResult };
+  'complete': { params: CompleteParams; result: CompleteResult };
+  'summarize': { params: SummarizeParams; result: SummarizeResult };
+  'translate': { params: TranslateParams; result: TranslateResult };
+  'classify': { params: ClassifyParams; result: ClassifyResult };
+  'entities': { params: EntitiesParams; result: EntitiesResult };
+  'daemon/status': { params: null; result: StatusResult };
+  'models/list': { params: null; result: ModelsListResult };
+  'models/load': { params: ModelParams; result: ModelsLoadResult };
+  'models/unload': { params: ModelParams; result: ModelsUnloadResult };
+}
+
+/** Every notification the daemon sends, and its params. */
+export interface Notifications {
+  'ember/stream': StreamParams;
+  'ember/progress': ProgressParams;
+}
