@@ -7,8 +7,10 @@ One run measures, side by side (the daemons take turns keystroke by keystroke):
 (a) keystroke replay. Python's textwrap.py (a file nobody on the team wrote) is typed character by
     character from a point with about 1,300 tokens of context before the cursor. After each
     keystroke the editor sends `complete` as the Neovim and VS Code clients do: `prefix` from a
-    window start that stays put while the user types (a line start, moved in 2,048-character steps),
-    `suffix` up to 1,000 characters, `max_tokens` 16, `stream`, `supersede` with the file's URI.
+    window start that stays put while the user types (a line start, moved in 2,048-character steps,
+    up to 5,000 characters back: more context than the clients' 1,024-character steps from 4,000
+    back, so the figures err on the slow side), `suffix` up to 1,000 characters, `max_tokens` 16,
+    `stream`, `supersede` with the file's URI.
     Time to first token is the arrival of the first `ember/stream` delta (or of the reply, for an
     empty completion), total is the reply; p50 and p95 per configuration:
       default           onnxruntime (int4, the GGUF's blocks) with prefix reuse, default config
@@ -20,8 +22,8 @@ One run measures, side by side (the daemons take turns keystroke by keystroke):
     last one's request; without it (plain requests) they queue. The figure is the time from the last
     keystroke to its completion, and how many requests ran.
 (c) threads while an editor is busy: (a) for the default configuration with the daemon on 1 thread
-    and on every core, with and without a process that keeps half a core busy (an editor rendering,
-    a language server indexing).
+    and on every core: on an idle machine, beside a process that keeps half a core busy (an editor
+    rendering, a language server indexing), and beside one that keeps every core busy (a build).
 (d) memory and start-up: the daemon's resident memory (RSS) after the replay, and from spawn to the
     first `complete` answer with the conversion cached, for default and before.
 
@@ -233,6 +235,11 @@ def busy_half_core(stop: Any) -> None:
         time.sleep(0.05)
 
 
+def busy_core(stop: Any) -> None:
+    while not stop.is_set():
+        pass
+
+
 def startup(env: dict[str, str], args: list[str]) -> float:
     d = Daemon(args, env)
     msg_id, _ = d.send("complete", {"prompt": "def add(a, b):", "max_tokens": 1})
@@ -260,6 +267,7 @@ def main() -> None:
     parser.add_argument("--slow-keystrokes", type=int, default=6)
     parser.add_argument("--spawns", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="10 keystrokes, 2 slow, 1 spawn")
+    parser.add_argument("--threads-only", action="store_true", help="(c) only")
     args = parser.parse_args()
     if args.quick:
         args.keystrokes, args.slow_keystrokes, args.spawns = 10, 2, 1
@@ -270,42 +278,50 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ember-bench-"))
     env = environment(tmp)
 
-    log("(a) keystroke replay")
-    daemons = {name: Daemon(extra, env) for name, extra in CONFIGS.items()}
-    counts = {name: (args.slow_keystrokes if name == "before" else args.keystrokes) for name in daemons}
-    replayed = replay(daemons, text, start, counts)
-    rss = {name: d.rss_mb() for name, d in daemons.items()}
-    status = daemons["default"].call("daemon/status")["models"][0]
-    log("(b) bursts")
-    bursts = {"supersede": burst(daemons["default"], text, start, True),
-              "plain requests": burst(daemons["default"], text, start, False)}
-    for d in daemons.values():
-        d.close()
+    if not args.threads_only:
+        log("(a) keystroke replay")
+        daemons = {name: Daemon(extra, env) for name, extra in CONFIGS.items()}
+        counts = {name: (args.slow_keystrokes if name == "before" else args.keystrokes) for name in daemons}
+        replayed = replay(daemons, text, start, counts)
+        rss = {name: d.rss_mb() for name, d in daemons.items()}
+        status = daemons["default"].call("daemon/status")["models"][0]
+        log("(b) bursts")
+        bursts = {"supersede": burst(daemons["default"], text, start, True),
+                  "plain requests": burst(daemons["default"], text, start, False)}
+        for d in daemons.values():
+            d.close()
 
     log("(c) threads with a busy editor")
     threaded: dict[str, list[dict]] = {}
     cores = os.cpu_count() or 2
-    for busy in (False, True):
+    loads = {"": [], ", editor busy": [busy_half_core], ", build on every core": [busy_core] * cores}
+    for label, hogs in loads.items():
         stop = multiprocessing.Event()
-        hog = multiprocessing.Process(target=busy_half_core, args=(stop,)) if busy else None
-        if hog:
-            hog.start()
-        pair = {f"{t} thread{'s' if t > 1 else ''}{', editor busy' if busy else ''}":
-                Daemon(["--threads", str(t)], env) for t in (1, cores)}
+        procs = [multiprocessing.Process(target=hog, args=(stop,)) for hog in hogs]
+        for proc in procs:
+            proc.start()
+        pair = {f"{t} thread{'s' if t > 1 else ''}{label}": Daemon(["--threads", str(t)], env) for t in (1, cores)}
         threaded |= replay(pair, text, start, {name: args.keystrokes for name in pair})
+        if args.threads_only:
+            status = pair[next(iter(pair))].call("daemon/status")["models"][0]
         for d in pair.values():
             d.close()
-        if hog:
-            stop.set()
-            hog.join()
+        stop.set()
+        for proc in procs:
+            proc.join()
 
-    log("(d) start-up")
-    spawn = {name: [startup(env, CONFIGS[name]) for _ in range(args.spawns)] for name in ("default", "before")}
+    if not args.threads_only:
+        log("(d) start-up")
+        spawn = {name: [startup(env, CONFIGS[name]) for _ in range(args.spawns)] for name in ("default", "before")}
 
     print(f"## bench/editor.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(began))}\n")
     print(f"{platform.node()}, {cores} CPUs, Python {platform.python_version()}. Model: {status['quantization']} "
           f"on {status['engine']}. Cursor at character {start} of textwrap.py. Load average before: {load_before}, "
           f"after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}. Took {time.time() - began:.0f} s.\n")
+    if args.threads_only:
+        print("### (c) worker threads, default configuration\n")
+        table(threaded)
+        return
     print("### (a) keystroke replay, 16-token completions\n")
     table(replayed)
     print("### (b) a burst of 20 keystrokes, 60 ms apart (default configuration)\n")

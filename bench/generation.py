@@ -173,6 +173,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="2 rounds, 1 thread, no classify")
+    parser.add_argument("--decode-only", action="store_true", help="(a) only: for repeated speed runs")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.threads = 2, [1]
@@ -236,6 +237,12 @@ def main() -> None:
         for engine in engines.values():
             engine.close()
 
+    if args.decode_only:
+        if llama:
+            llama.close()
+        report(began, load_before, gguf, speed, args.tokens, args.rounds, None, None, {})
+        return
+
     # (b) accuracy
     torch.set_num_threads(args.threads[0])
     ids = tok(open(textwrap.__file__).read())["input_ids"][:800]
@@ -263,7 +270,14 @@ def main() -> None:
             log(f"classify accuracy on {engine_name}")
             classified[engine_name] = classify_accuracy(engine_name, folder, args.threads[0])
 
-    # report
+    report(began, load_before, gguf, speed, args.tokens, args.rounds, ppl, outputs, classified)
+
+
+def report(began: float, load_before: str, gguf: Path, speed: dict[int, dict[str, list[float]]], tokens: int,
+           rounds: int, ppl: dict[str, float] | None, outputs: dict[str, list[list[int]]] | None,
+           classified: dict[str, dict[str, float]]) -> None:
+    import torch
+
     print(f"## bench/generation.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(began))}\n")
     print(f"{platform.node()}, {os.cpu_count()} CPUs ({platform.machine()}), Python {platform.python_version()}, "
           f"torch {torch.__version__}, onnxruntime-genai {__import__('onnxruntime_genai').__version__}. "
@@ -272,7 +286,7 @@ def main() -> None:
     for threads, rates in speed.items():
         base = statistics.median(rates["transformers generate, float32"])
         llama_rate = statistics.median(rates["llama.cpp (GGUF Q4_1)"]) if "llama.cpp (GGUF Q4_1)" in rates else None
-        print(f"### (a) decode, {threads} thread(s), {args.tokens} tokens, median of {args.rounds} rounds\n")
+        print(f"### (a) decode, {threads} thread(s), {tokens} tokens, median of {rounds} rounds\n")
         print("| contender | tokens/s (min-max) | vs transformers generate | vs llama.cpp |")
         print("|---|---|---|---|")
         for name, xs in rates.items():
@@ -280,6 +294,8 @@ def main() -> None:
             vs_llama = f"{m / llama_rate:.2f}x" if llama_rate else "n/a"
             print(f"| {name} | {m:.1f} ({min(xs):.1f}-{max(xs):.1f}) | {m / base:.2f}x | {vs_llama} |")
         print()
+    if ppl is None or outputs is None:
+        return
     ref_ppl = ppl["transformers float32 (reference)"]
     ref_out = outputs["transformers float32 (reference)"]
     print("### (b) accuracy, against float32 (the dequantized GGUF)\n")

@@ -49,7 +49,8 @@ class Section(BaseModel):
 
 
 def default_threads() -> int:
-    # Half the cores: on a 2-core laptop one thread keeps the editor responsive while we decode.
+    # Half the cores: all of them are faster on an idle machine but slower beside a build, and the
+    # editor keeps a core (bench/editor.py (c), docs/benchmarks.md#editor-speed).
     return max(1, min(8, (os.cpu_count() or 2) // 2))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -204,6 +205,8 @@ def real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "EMBER_TEST_EMBER": str(EMBER),
         "EMBER_TEST_PYTHON": sys.executable,
         "EMBER_TEST_PROXY": str(PROXY),
+        "EMBER_TEST_WIRE": str(tmp / "wire.jsonl"),
+        "EMBER_CHECK_RESULTS": "1",  # every reply is checked against wire.py; a mismatch is an error
         "EMBER_DAEMON__CACHE_DIR": str(cache),
         "HF_HUB_OFFLINE": "1",
         "HF_HOME": str(tmp / "hf"),
@@ -225,6 +228,31 @@ def test_real_spec_cases_are_all_listed(real_run: dict[str, Any]) -> None:
     if "EMBER_TEST_ONLY" in os.environ:
         pytest.skip("EMBER_TEST_ONLY runs a subset")
     assert sorted(real_run["cases"]) == sorted(REAL_CASES)
+
+
+def plugin_requests() -> set[str]:
+    """Every method the plugin's code sends: `request("name", ...)` and the generative tasks."""
+    source = "\n".join(p.read_text() for p in (REPO / "editor-clients/nvim/lua").rglob("*.lua"))
+    return set(re.findall(r'request\("([^"]+)"', source)) | set(re.findall(r'stream_task\("([^"]+)"', source))
+
+
+@pytest.mark.editor
+def test_real_daemon_answered_every_method_the_plugin_calls(real_run: dict[str, Any]) -> None:
+    """The plugin reads fields by name: each method it uses got real replies, which match wire.py."""
+    from ember.wire import METHODS, check_payload
+
+    record = [json.loads(line) for line in Path(real_run["daemon_env"]["EMBER_TEST_WIRE"]).read_text().splitlines()]
+    sent = {(e["pid"], e["msg"]["id"]): e["msg"]["method"] for e in record
+            if e["dir"] == "in" and "id" in e["msg"] and "method" in e["msg"]}
+    answered: set[str] = set()
+    for e in record:
+        msg = e["msg"]
+        method = sent.get((e["pid"], msg.get("id"))) if e["dir"] == "out" else None
+        if method is not None and "result" in msg:
+            check_payload(METHODS[method].result, msg["result"], f"the result of {method}")
+            answered.add(method)
+    assert plugin_requests() >= {"initialize", "complete", "summarize", "translate", "classify", "tokenize"}
+    assert plugin_requests() <= answered, f"never answered in the real run: {plugin_requests() - answered}"
 
 
 def tokenize_independently(texts: list[str], env: dict[str, str]) -> list[int]:

@@ -18,8 +18,12 @@ local ui = require("ember.ui")
 -- Generous: the first request loads the model, and the machine may be busy.
 local GEN_MS = 120000
 
+-- Every daemon runs behind a proxy that records the wire, so that test_nvim.py can check that each
+-- method the plugin calls was answered by the real daemon (whose replies are checked against
+-- wire.py: EMBER_CHECK_RESULTS).
+local python, proxy_py = assert(os.getenv("EMBER_TEST_PYTHON")), assert(os.getenv("EMBER_TEST_PROXY"))
 local base = {
-  cmd = { ember_bin, "serve" },
+  cmd = { python, proxy_py, assert(os.getenv("EMBER_TEST_WIRE")), ember_bin, "serve" },
   summarize = { max_tokens = 40 },
   translate = { max_tokens = 40 },
   complete = { max_tokens = 16 },
@@ -313,7 +317,7 @@ end)
 H.case("complete: a newer request for the buffer supersedes the one in flight; it gets -32800 and is never shown", function()
   -- The same daemon behind a proxy that records the wire: Neovim's RPC client drops -32800 replies.
   local rec = vim.fn.tempname()
-  local proxy = { assert(os.getenv("EMBER_TEST_PYTHON")), assert(os.getenv("EMBER_TEST_PROXY")), rec }
+  local proxy = { python, proxy_py, rec }
   setup({ cmd = vim.list_extend(proxy, { ember_bin, "serve" }), complete = { max_tokens = 200 } })
   local function wire(dir, pred)
     return vim.tbl_filter(function(e)
