@@ -5,13 +5,16 @@
 Messages pass through unchanged (Content-Length framing both ways); each one is also appended to
 RECORD as a JSON line, `{"pid": <the daemon's pid>, "dir": "in" | "out", "msg": ...}` ("in": to
 the daemon), the format of fake_daemon.py's --record. The daemon's stderr is the proxy's. Stdin EOF
-is passed on; the proxy exits with the daemon's exit code. For tests that must see what the real
-daemon answered, e.g. the -32800 of a superseded request, which Neovim's RPC client drops.
+is passed on; the proxy ends as the daemon did: its exit code, or killed by the same signal.
+For tests that must see what the real daemon answered, e.g. the -32800 of a superseded request,
+which Neovim's RPC client drops.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -66,7 +69,12 @@ def main() -> int:
     to_daemon = threading.Thread(target=pump, args=(sys.stdin.buffer, daemon.stdin, "in"), daemon=True)
     to_daemon.start()
     pump(daemon.stdout, sys.stdout.buffer, "out")
-    return daemon.wait()
+    rc = daemon.wait()
+    if rc < 0:  # killed by a signal: die of the same one, so the editor sees what the daemon got
+        if -rc != signal.SIGKILL:  # the one signal whose handler cannot be (re)set
+            signal.signal(-rc, signal.SIG_DFL)
+        os.kill(os.getpid(), -rc)
+    return rc
 
 
 if __name__ == "__main__":
