@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from typing_extensions import is_typeddict
 
 from . import results
-from .wire import METHODS, NOTIFICATIONS_OUT, GenerationOptions
+from .wire import METHODS, NOTIFICATIONS_OUT, GenerationOptions, Params
 
 HEADER = """\
 // Generated from daemon/ember/wire.py and results.py by `python -m ember.protocol_ts`: do not edit.
@@ -70,11 +70,24 @@ class TypeRenderer:
 
     def interface(self, tp: Any) -> list[str]:
         lines = _doc(inspect.getdoc(tp) if tp.__doc__ else None, "")
-        lines.append(f"export interface {tp.__name__} {{")
+        base = _params_base(tp)
+        inherited = set(base.model_fields) if base is not None else set()
+        extends = f" extends {self.named(base)}" if base is not None else ""
+        lines.append(f"export interface {tp.__name__}{extends} {{")
         for name, hint, optional, doc in fields(tp):
+            if name in inherited:
+                continue
             lines += _doc(doc, "  ")
             lines.append(f"  {name}{'?' if optional else ''}: {self.ts(hint)};")
         return lines + ["}"]
+
+
+def _params_base(tp: Any) -> Any:
+    """The params model `tp` extends (GenerationOptions), or None for one made of its own fields."""
+    if is_typeddict(tp):
+        return None
+    base = tp.__mro__[1]
+    return base if base is not Params and issubclass(base, Params) else None
 
 
 def fields(tp: Any) -> list[tuple[str, Any, bool, str | None]]:

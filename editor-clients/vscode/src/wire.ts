@@ -71,25 +71,7 @@ export interface DetokenizeResult {
 }
 
 /** Continue `prompt`, answer `messages`, or fill in between `prefix` and `suffix`. */
-export interface CompleteParams {
-  /** configured model name (default: the task's) */
-  model?: string | null;
-  /** most tokens to generate (task default when absent) */
-  max_tokens?: number | null;
-  /** 0 means greedy decoding */
-  temperature?: number;
-  /** nucleus sampling */
-  top_p?: number;
-  /** top-k sampling (0: off) */
-  top_k?: number;
-  /** stop sequences (not in the text) */
-  stop?: string[];
-  /** seed for sampling, for repeatable output */
-  seed?: number | null;
-  /** send ember/stream notifications */
-  stream?: boolean;
-  /** scheduling class on the model worker: interactive runs before normal, normal before batch; clients take turns within a class (default: interactive for complete, normal otherwise) */
-  priority?: 'interactive' | 'normal' | 'batch' | null;
+export interface CompleteParams extends GenerationOptions {
   /** plain text to continue */
   prompt?: string | null;
   /** chat messages to answer */
@@ -114,25 +96,7 @@ export interface CompleteResult {
 }
 
 /** Summarize `text`; long texts are summarized in stages. */
-export interface SummarizeParams {
-  /** configured model name (default: the task's) */
-  model?: string | null;
-  /** most tokens to generate (task default when absent) */
-  max_tokens?: number | null;
-  /** 0 means greedy decoding */
-  temperature?: number;
-  /** nucleus sampling */
-  top_p?: number;
-  /** top-k sampling (0: off) */
-  top_k?: number;
-  /** stop sequences (not in the text) */
-  stop?: string[];
-  /** seed for sampling, for repeatable output */
-  seed?: number | null;
-  /** send ember/stream notifications */
-  stream?: boolean;
-  /** scheduling class on the model worker: interactive runs before normal, normal before batch; clients take turns within a class (default: interactive for complete, normal otherwise) */
-  priority?: 'interactive' | 'normal' | 'batch' | null;
+export interface SummarizeParams extends GenerationOptions {
   /** the text to summarize */
   text: string;
   /** shape of the summary */
@@ -152,25 +116,7 @@ export interface SummarizeResult {
 }
 
 /** Translate `text` into `target`; code blocks and Markdown structure are kept. */
-export interface TranslateParams {
-  /** configured model name (default: the task's) */
-  model?: string | null;
-  /** most tokens to generate (task default when absent) */
-  max_tokens?: number | null;
-  /** 0 means greedy decoding */
-  temperature?: number;
-  /** nucleus sampling */
-  top_p?: number;
-  /** top-k sampling (0: off) */
-  top_k?: number;
-  /** stop sequences (not in the text) */
-  stop?: string[];
-  /** seed for sampling, for repeatable output */
-  seed?: number | null;
-  /** send ember/stream notifications */
-  stream?: boolean;
-  /** scheduling class on the model worker: interactive runs before normal, normal before batch; clients take turns within a class (default: interactive for complete, normal otherwise) */
-  priority?: 'interactive' | 'normal' | 'batch' | null;
+export interface TranslateParams extends GenerationOptions {
   /** the text to translate (Markdown and code are kept) */
   text: string;
   /** target language, e.g. French */
