@@ -42,6 +42,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from isolation import daemon_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 EMBER = str(Path(sys.executable).parent / "ember")
 TIMEOUT = 600.0
@@ -148,13 +150,6 @@ class Daemon:
 
 # -- helpers ---------------------------------------------------------------------------------
 
-
-def environment(tmp: Path, cache: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
-    env.update({"XDG_RUNTIME_DIR": str(tmp), "XDG_CONFIG_HOME": str(tmp / "config"),
-                "EMBER_DAEMON__CACHE_DIR": cache, "EMBER_DAEMON__LOG_LEVEL": "warning",
-                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_VERBOSITY": "error"})
-    return env
 
 
 def med(xs: list[float]) -> float:
@@ -441,7 +436,8 @@ def main() -> None:
     if args.quantization:
         serve_args += ["--quantization", args.quantization]
     with tempfile.TemporaryDirectory(prefix="ember-bench-") as tmp:
-        env = environment(Path(tmp), args.cache_dir)
+        env = daemon_environment(Path(tmp), EMBER_DAEMON__CACHE_DIR=args.cache_dir,
+                                 EMBER_DAEMON__LOG_LEVEL="warning", TRANSFORMERS_VERBOSITY="error")
         warm = warm_rounds(args, env, serve_args)
         spawn = spawn_rounds(args, env, serve_args)
     took = time.perf_counter() - t0

@@ -52,9 +52,10 @@ from typing import Any
 
 import psutil
 
+from isolation import CACHE, daemon_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 EMBER = str(Path(sys.executable).parent / "ember")
-CACHE = os.environ.get("EMBER_TEST_CACHE") or str(ROOT / ".ember-cache" / "test")
 URI = "file:///usr/lib/python3/textwrap.py"
 WINDOW = 5000  # characters of prefix an editor sends at most ...
 WINDOW_STEP = 2048  # ... from a start that moves in steps this long, so the prompt's start stays put
@@ -133,12 +134,6 @@ class Daemon:
         self.proc.kill()
         self.proc.wait(timeout=30)
 
-
-def environment(tmp: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
-    env.update({"XDG_RUNTIME_DIR": str(tmp), "XDG_CONFIG_HOME": str(tmp / "config"),
-                "EMBER_DAEMON__CACHE_DIR": CACHE, "EMBER_DAEMON__LOG_LEVEL": "warning", "HF_HUB_OFFLINE": "1"})
-    return env
 
 
 class Typist:
@@ -276,7 +271,7 @@ def main() -> None:
     text = open(textwrap.__file__).read()
     start = start_point(text)
     tmp = Path(tempfile.mkdtemp(prefix="ember-bench-"))
-    env = environment(tmp)
+    env = daemon_environment(tmp, EMBER_DAEMON__LOG_LEVEL="warning")
 
     if not args.threads_only:
         log("(a) keystroke replay")

@@ -26,21 +26,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from isolation import daemon_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from frame_fuzz import FrameGen, check, exchange  # noqa: E402
 from rpc_client import EMBER, Daemon, SocketPeer  # noqa: E402
-
-
-def environment(tmp: Path) -> dict[str, str]:
-    run = tmp / "run"
-    run.mkdir(mode=0o700)
-    cache = os.environ.get("EMBER_TEST_CACHE") or str(ROOT / ".ember-cache" / "test")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
-    env.update({"XDG_RUNTIME_DIR": str(run), "XDG_CONFIG_HOME": str(tmp / "config"),
-                "EMBER_DAEMON__CACHE_DIR": cache, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp / "hf")})
-    return env
 
 
 def fuzz(client, framing: str, frames: int, chunk: int, seed: int) -> dict:
@@ -78,7 +70,7 @@ def main() -> None:
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ember-fuzz-") as tmp:
-        env = environment(Path(tmp))
+        env = daemon_environment(Path(tmp))
         started = subprocess.run([EMBER, "daemon", "start"], capture_output=True, timeout=300, env=env)
         if started.returncode != 0:
             sys.exit(f"ember daemon start failed:\n{started.stderr.decode()}")

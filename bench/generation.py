@@ -37,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
+from isolation import CACHE
+
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("EMBER_TEST_CACHE") or ROOT / ".ember-cache" / "test")
 BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 DECODE_PROMPT = "def fibonacci(n):\n    "
 QUESTIONS = [

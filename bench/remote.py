@@ -39,10 +39,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from isolation import CACHE, daemon_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 EMBER = str(BIN / "ember")
-CACHE = Path(os.environ.get("EMBER_TEST_CACHE") or ROOT / ".ember-cache" / "test")
 CHAT = [{"role": "user", "content": "Write one sentence about the sea."}]
 PROMPTS = [
     "def parse_config(path):\n    \"\"\"Read a TOML file and return its settings.\"\"\"\n",
@@ -96,7 +97,6 @@ def start_server(folder: Path, log: Path) -> tuple[subprocess.Popen, str]:
 
 
 def environment(tmp: Path, folder: Path, url: str) -> dict[str, str]:
-    (tmp / "run").mkdir(mode=0o700)
     config = tmp / "config" / "ember"
     config.mkdir(parents=True)
     (config / "config.toml").write_text(
@@ -105,10 +105,7 @@ def environment(tmp: Path, folder: Path, url: str) -> dict[str, str]:
         f'[models.remote]\nengine = "remote"\nbase_url = "{url}/v1"\nmax_concurrent = 16\n'
         '[tasks]\ncomplete = "remote"\nsummarize = "local"\ntranslate = "local"\n'
         'classify = "local"\ntokenize = "local"\n')
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
-    env.update({"XDG_RUNTIME_DIR": str(tmp / "run"), "XDG_CONFIG_HOME": str(tmp / "config"),
-                "HF_HUB_OFFLINE": "1"})
-    return env
+    return daemon_environment(tmp)
 
 
 def percentile(values: list[float], q: float) -> float:

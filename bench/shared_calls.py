@@ -29,20 +29,13 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from isolation import daemon_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 EMBER = str(Path(sys.executable).parent / "ember")
 TEXT = ("The city council voted on Tuesday to extend the bike lane network by 40 km over the next "
         "three years. The work is funded by a new parking levy and starts in the spring.")
 
-
-def environment(tmp: Path) -> dict[str, str]:
-    run = tmp / "run"
-    run.mkdir(mode=0o700)
-    cache = os.environ.get("EMBER_TEST_CACHE") or str(ROOT / ".ember-cache" / "test")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
-    env.update({"XDG_RUNTIME_DIR": str(run), "XDG_CONFIG_HOME": str(tmp / "config"),
-                "EMBER_DAEMON__CACHE_DIR": cache, "HF_HUB_OFFLINE": "1"})
-    return env
 
 
 def timed(cmd: list[str], stdin: bytes, env: dict[str, str]) -> tuple[float, bytes]:
@@ -88,7 +81,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="ember-bench-") as tmp:
-        env = environment(Path(tmp))
+        env = daemon_environment(Path(tmp))
         started = subprocess.run([EMBER, "daemon", "start"], capture_output=True, env=env, timeout=120)
         if started.returncode != 0:
             sys.exit(started.stderr.decode())

@@ -47,6 +47,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from isolation import daemon_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "daemon"))
 
@@ -243,15 +245,6 @@ def slow_reader(conn: Conn, tally: Tally, budget: int, rng: random.Random) -> No
 # -- the run -------------------------------------------------------------------------------------
 
 
-def environment(tmp: Path) -> dict[str, str]:
-    run = tmp / "run"
-    run.mkdir(mode=0o700)
-    cache = os.environ.get("EMBER_TEST_CACHE") or str(ROOT / ".ember-cache" / "test")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
-    env.update({"XDG_RUNTIME_DIR": str(run), "XDG_CONFIG_HOME": str(tmp / "config"),
-                "EMBER_DAEMON__CACHE_DIR": cache, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp / "hf")})
-    return env
-
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
@@ -268,7 +261,7 @@ def main() -> None:
     rng = random.Random(args.seed)
 
     with tempfile.TemporaryDirectory(prefix="ember-soak-") as tmp:
-        env = environment(Path(tmp))
+        env = daemon_environment(Path(tmp))
         started = subprocess.run([EMBER, "daemon", "start", "--set", f"daemon.max_unread_mb={UNREAD_MB}"],
                                  capture_output=True, timeout=300, env=env)
         if started.returncode != 0:
