@@ -82,7 +82,7 @@ class CancelAfter(RunContext):
 def kv_length(seq) -> int:
     """How many tokens of KV state the runtime itself holds for `seq`."""
     if hasattr(seq, "generator"):
-        return int(seq.generator.token_count())
+        return seq.generator.token_count()
     return 0 if seq.cache is None else int(seq.cache.get_seq_length())
 
 
@@ -202,6 +202,40 @@ def test_a_runtime_failure_discards_the_sequence(engines, tokenizer, monkeypatch
         run(cache, tokenizer, prompt + ids_of(tokenizer, " more"))
     assert seq not in cache._idle and cache._busy == []
     assert run(cache, tokenizer, prompt).completion_tokens > 0  # a fresh sequence takes over
+
+
+def test_an_onnxruntime_forward_lets_other_threads_run(engines, tokenizer):
+    """The daemon's event loop keeps writing deltas and reading requests while a forward runs:
+    the engine releases the GIL (through oga.py; onnxruntime-genai's binding holds it)."""
+    import threading
+
+    seq = engines["onnxruntime"].new_sequence(1024)
+    prompt = ids_of(tokenizer, SOURCE)[:768]  # one forward long enough to notice
+    started, finished = threading.Event(), threading.Event()
+
+    def forward():
+        started.set()
+        seq.append(prompt)
+        finished.set()
+
+    worker = threading.Thread(target=forward)
+    worker.start()
+    started.wait()
+    steps = 0
+    while not finished.is_set():  # runs only while this thread can take the GIL
+        steps += 1
+    worker.join()
+    seq.free()
+    # Held, the GIL lets this loop run one switch interval (5 ms: under 100,000 steps here); released,
+    # the whole forward (seconds: tens of millions of steps).
+    assert steps > 1_000_000, f"only {steps} steps of another thread during a forward: the GIL was held"
+
+
+def test_onnxruntime_errors_name_the_problem(tmp_path):
+    from ember.engines import oga
+
+    with pytest.raises(oga.OgaError, match="genai_config.json"):
+        oga.Model(tmp_path, {})
 
 
 # -- accuracy of the fast engine -----------------------------------------------------------------

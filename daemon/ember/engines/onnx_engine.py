@@ -1,5 +1,6 @@
 """The onnxruntime engine: a causal LM converted once to ONNX (models/onnx_convert.py) and run by
-onnxruntime-genai's Generator, whose append/rewind shape our Sequence interface copies.
+onnxruntime-genai's Generator, whose append/rewind shape our Sequence interface copies. It is driven
+through the library's C API (oga.py), so that forward passes release the GIL.
 
 On a CPU it decodes several times faster than transformers in float32 (docs/benchmarks.md): its
 MatMulNBits kernels read 4-bit weights, where float32 decoding is bound by memory bandwidth.
@@ -13,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from . import oga
 from .base import LocalEngine, Sequence
 
 # A generator preallocates KV memory for its whole capacity, so capacities come in steps with room
@@ -25,18 +27,13 @@ class OnnxRuntimeEngine(LocalEngine):
     name = "onnxruntime"
 
     def __init__(self, folder: Path, threads: int, kv_bytes_per_token: int | None = None):
-        import onnxruntime_genai as og
-
         self.folder = folder
         genai = json.loads((folder / "genai_config.json").read_text())
         model = genai["model"]
         decoder = model["decoder"]
         super().__init__(int(model.get("context_length") or 2048), int(model["vocab_size"]))
-        config = og.Config(str(folder))
-        config.overlay(json.dumps({"model": {"decoder": {"session_options": {
-            "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}}))
-        self._og = og
-        self.model = og.Model(config)
+        self.model: oga.Model | None = oga.Model(folder, {"model": {"decoder": {"session_options": {
+            "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}})
         # The conversion records the KV element size; CPU models keep their KV cache in float32.
         self._kv_per_token = kv_bytes_per_token or (
             2 * int(decoder["num_hidden_layers"]) * int(decoder["num_key_value_heads"])
@@ -59,31 +56,36 @@ class OnnxRuntimeEngine(LocalEngine):
         return {"name": self.name, "folder": str(self.folder), "threads": self.threads}
 
     def close(self) -> None:
-        self.model = None
+        if self.model is not None:
+            self.model.close()
+            self.model = None
 
 
 class OnnxSequence(Sequence):
     def __init__(self, engine: OnnxRuntimeEngine, capacity: int):
         super().__init__(capacity)
-        og = engine._og
-        params = og.GeneratorParams(engine.model)
-        params.set_search_options(max_length=capacity)
-        self.generator: Any = og.Generator(engine.model, params)
+        if engine.model is None:
+            raise oga.OgaError("the model was unloaded")
+        self.generator: oga.Generator | None = oga.Generator(engine.model, capacity)
         self._bytes = capacity * engine._kv_per_token
 
     def _forward(self, ids: list[int], all_logits: bool) -> np.ndarray:
-        self.generator.append_tokens(np.asarray(ids, dtype=np.int32))
+        assert self.generator is not None, "append on a freed sequence"
+        self.generator.append(ids)
         if all_logits:
-            return np.array(self.generator.get_output("logits"), dtype=np.float32)[0, -len(ids):]
-        return np.array(self.generator.get_logits(), dtype=np.float32)[0, -1]
+            return self.generator.output("logits")[0, -len(ids):]
+        return self.generator.last_logits()
 
     def _truncate(self, n: int) -> int:
-        self.generator.rewind_to(n)
+        assert self.generator is not None, "rewind on a freed sequence"
+        self.generator.rewind(n)
         return n
 
     def nbytes(self) -> int:
         return self._bytes if self.generator is not None else 0
 
     def free(self) -> None:
-        self.generator = None
+        if self.generator is not None:
+            self.generator.close()
+            self.generator = None
         super().free()
