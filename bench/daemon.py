@@ -409,7 +409,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=None,
                     help="daemon --threads and torch.set_num_threads for the baselines "
-                         "(default: ember's default, half the cores)")
+                         "(default: ember's transformers default, half the cores)")
     ap.add_argument("--repeat", type=int, default=None, help="rounds of (a) and (b); a round runs one summarize "
                     "and two decodes per side (default 5, quick 2)")
     ap.add_argument("--spawns", type=int, default=None, help="fresh daemons per start-up figure "
@@ -423,9 +423,9 @@ def main() -> None:
                     or str(ROOT / ".ember-cache" / "test"), help="ember cache with the conversion")
     args = ap.parse_args()
     if args.threads is None:
-        from ember.config import default_threads
+        from ember.config import torch_threads
 
-        args.threads = default_threads()
+        args.threads = torch_threads(None)
     args.repeat = args.repeat or (2 if args.quick else 5)
     args.spawns = args.spawns or (1 if args.quick else 3)
 

@@ -1,6 +1,6 @@
 """Decode speed and accuracy of each engine and quantization on SmolLM2, side by side in one run.
 
-    python bench/generation.py [--threads 1 2] [--rounds 5] [--tokens 128] [--quick]
+    python bench/generation.py [--threads 1 2] [--rounds 5] [--tokens 128] [--context N] [--quick]
 
 Contenders, all greedy on the same token ids (from the model's own transformers tokenizer):
 - transformers `generate`, float32: today's path before Ember's own decode loop;
@@ -9,7 +9,8 @@ Contenders, all greedy on the same token ids (from the model's own transformers 
   float32, and int4 as the ONNX builder rounds it from float weights (what any non-GGUF source gets);
 - llama.cpp on the GGUF itself, if the bench environment has it (`bash bench/setup_llama_cpp.sh`).
 
-(a) decode tokens/s: `--tokens` tokens after a 9-token prompt, timed from the first decode step;
+(a) decode tokens/s: `--tokens` tokens after a 9-token prompt (or, with `--context N`, after the
+    first N tokens of Python's textwrap.py, as an editor's completion decodes), timed from the first decode step;
     the contenders alternate within each round, so load that drifts hurts all alike. Medians, and
     ratios against transformers `generate` and against llama.cpp at the same thread count.
 (b) accuracy against the float32 weights (the dequantized GGUF): perplexity on the first 800 tokens
@@ -175,6 +176,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="2 rounds, 1 thread, no classify")
     parser.add_argument("--decode-only", action="store_true", help="(a) only: for repeated speed runs")
+    parser.add_argument("--context", type=int, default=0,
+                        help="decode after this many tokens of textwrap.py instead of a 9-token prompt")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.threads = 2, [1]
@@ -213,6 +216,8 @@ def main() -> None:
         log("no .venv-bench: llama.cpp is left out (bash bench/setup_llama_cpp.sh)")
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     prompt = tok(DECODE_PROMPT)["input_ids"]
+    if args.context:
+        prompt = tok(open(textwrap.__file__).read())["input_ids"][:args.context]
 
     # (a) decode speed
     speed: dict[int, dict[str, list[float]]] = {}
@@ -241,7 +246,7 @@ def main() -> None:
     if args.decode_only:
         if llama:
             llama.close()
-        report(began, load_before, gguf, speed, args.tokens, args.rounds, None, None, {})
+        report(began, load_before, gguf, speed, args.tokens, args.rounds, None, None, {}, len(prompt))
         return
 
     # (b) accuracy
@@ -271,12 +276,12 @@ def main() -> None:
             log(f"classify accuracy on {engine_name}")
             classified[engine_name] = classify_accuracy(engine_name, folder, args.threads[0])
 
-    report(began, load_before, gguf, speed, args.tokens, args.rounds, ppl, outputs, classified)
+    report(began, load_before, gguf, speed, args.tokens, args.rounds, ppl, outputs, classified, len(prompt))
 
 
 def report(began: float, load_before: str, gguf: Path, speed: dict[int, dict[str, list[float]]], tokens: int,
            rounds: int, ppl: dict[str, float] | None, outputs: dict[str, list[list[int]]] | None,
-           classified: dict[str, dict[str, float]]) -> None:
+           classified: dict[str, dict[str, float]], context: int) -> None:
     import torch
 
     print(f"## bench/generation.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(began))}\n")
@@ -287,7 +292,8 @@ def report(began: float, load_before: str, gguf: Path, speed: dict[int, dict[str
     for threads, rates in speed.items():
         base = statistics.median(rates["transformers generate, float32"])
         llama_rate = statistics.median(rates["llama.cpp (GGUF Q4_1)"]) if "llama.cpp (GGUF Q4_1)" in rates else None
-        print(f"### (a) decode, {threads} thread(s), {tokens} tokens, median of {rounds} rounds\n")
+        print(f"### (a) decode, {threads} thread(s), {tokens} tokens after {context} of context, "
+              f"median of {rounds} rounds\n")
         print("| contender | tokens/s (min-max) | vs transformers generate | vs llama.cpp |")
         print("|---|---|---|---|")
         for name, xs in rates.items():

@@ -76,9 +76,11 @@ def row(name: str, times: list[float]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--runs", type=int, default=20, help="calls per mode (at least 2: the first loads the model)")
     parser.add_argument("--max-tokens", type=int, default=16)
     args = parser.parse_args()
+    if args.runs < 2:
+        parser.error("--runs must be at least 2: the first shared call loads the model, the others are compared")
 
     with tempfile.TemporaryDirectory(prefix="ember-bench-") as tmp:
         env = daemon_environment(Path(tmp))

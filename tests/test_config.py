@@ -15,8 +15,17 @@ def test_defaults_without_a_file(tmp_path):
     s = loaded.settings
     assert s.models["default"].source == "smollm2"
     assert s.tasks.summarize == "default" and s.tasks.entities is None
-    assert s.daemon.threads >= 1
+    assert s.daemon.threads is None  # each engine's own default
     assert loaded.path is None
+
+
+def test_thread_defaults_are_per_engine_and_a_setting_wins(monkeypatch):
+    from ember.config import onnxruntime_threads, torch_threads
+
+    for cores, onnx, torch in [(1, 1, 1), (2, 2, 1), (4, 2, 2), (8, 4, 4), (64, 8, 8)]:
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert (onnxruntime_threads(None), torch_threads(None)) == (onnx, torch), cores
+        assert (onnxruntime_threads(3), torch_threads(3)) == (3, 3)
 
 
 def test_layers_file_then_env_then_cli(tmp_path):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 
 import pytest
 
+from rpc_client import EMBER
 from waiting import wait_for
 
 pytestmark = pytest.mark.model
@@ -118,6 +120,16 @@ def test_shutdown_then_exit(ember):
     assert after["error"]["code"] == -32004
     d.notify("exit")
     assert d.wait_exit() == 0
+
+
+def test_shutdown_and_exit_piped_together_exit_cleanly(daemon_env):
+    """A script writes both at once: `exit` is read before `shutdown` has been handled."""
+    piped = (b'{"jsonrpc":"2.0","id":1,"method":"shutdown"}\n'
+             b'{"jsonrpc":"2.0","method":"exit"}\n')
+    done = subprocess.run([EMBER, "serve"], input=piped, capture_output=True, env=daemon_env, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert [json.loads(line) for line in done.stdout.decode().splitlines()] == [
+        {"jsonrpc": "2.0", "id": 1, "result": None}]
 
 
 def test_exit_without_shutdown_is_code_one(ember):

@@ -48,10 +48,18 @@ class Section(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid")
 
 
-def default_threads() -> int:
-    # Half the cores: all of them are faster on an idle machine but slower beside a build, and the
-    # editor keeps a core (bench/editor.py (c), docs/benchmarks.md#editor-speed).
-    return max(1, min(8, (os.cpu_count() or 2) // 2))
+def torch_threads(setting: int | None) -> int:
+    """The transformers engine's threads: `daemon.threads`, else half the cores. On a busy
+    two-core machine two torch threads stall each other (docs/quantization.md)."""
+    return setting or max(1, min(8, (os.cpu_count() or 2) // 2))
+
+
+def onnxruntime_threads(setting: int | None) -> int:
+    """The onnxruntime engine's threads: `daemon.threads`, else half the cores but at least two.
+    On two cores, both were faster than one for inline completion on an idle machine, beside a
+    busy editor and beside a build on every core (bench/editor.py (c), docs/benchmarks.md)."""
+    cores = os.cpu_count() or 2
+    return setting or max(1, min(cores, 8, max(2, cores // 2)))
 
 
 def xdg_dir(var: str, fallback: str) -> Path:
@@ -59,8 +67,9 @@ def xdg_dir(var: str, fallback: str) -> Path:
 
 
 class DaemonSettings(Section):
-    threads: int = Field(default_factory=default_threads, ge=1, le=256,
-                         description="torch intra-op threads for model work")
+    threads: int | None = Field(default=None, ge=1, le=256,
+                                description="threads for model work; unset: each engine's measured "
+                                            "default (onnxruntime_threads, torch_threads)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_file: str | None = Field(default=None, description="also log to this file")
     max_queue: int = Field(default=64, ge=1, description="queued model requests before Busy")
@@ -359,6 +368,10 @@ def describe_effective(loaded: LoadedConfig) -> str:
         value = flat[dotted]
         if leaf == "base_url" and isinstance(value, str):
             value = public_url(value)
+        if dotted == "daemon.threads" and value is None:
+            lines.append(f"# threads: unset, so onnxruntime {onnxruntime_threads(None)} and transformers "
+                         f"{torch_threads(None)} here  # default")
+            continue
         rendered = "nil" if value is None else _toml_value(value)
         origin = loaded.sources.get(dotted, "default")
         lines.append(f"{leaf} = {rendered}  # {origin}")

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from . import __version__
-from .config import Settings
+from .config import Settings, torch_threads
 from .errors import Busy, TaskUnavailable
 from .models.registry import Registry
 from .remote_worker import RemoteWorker
@@ -60,7 +60,7 @@ class Service:
         key = "cuda:0" if device == "cuda" else device
         if key not in self._workers:
             d = self.settings.daemon
-            self._workers[key] = Worker(key, d.threads, d.max_queue, d.max_client_queue,
+            self._workers[key] = Worker(key, torch_threads(d.threads), d.max_queue, d.max_client_queue,
                                         on_ready=self._on_worker_ready)
         return self._workers[key]
 

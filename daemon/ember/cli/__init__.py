@@ -16,7 +16,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="set any setting, e.g. --set models.default.quantization=none (repeatable)")
     g.add_argument("--model", metavar="SOURCE", help="source of the default model (hub id, folder, .gguf)")
-    g.add_argument("--threads", type=int, help="torch threads for model work")
+    g.add_argument("--threads", type=int, help="threads for model work (default: per engine, docs/engines.md)")
     g.add_argument("--device", help="device of the default model: auto, cpu, cuda, cuda:N")
     g.add_argument("--quantization", help="auto, none, bnb-8bit, bnb-4bit, int8-dynamic")
     g.add_argument("--log-level", choices=["debug", "info", "warning", "error"])

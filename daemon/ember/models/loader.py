@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import ModelSettings
+from ..config import ModelSettings, onnxruntime_threads, torch_threads
 from ..errors import ModelLoadError
 from . import devices
 from .loaded import LoadedModel
@@ -37,7 +37,7 @@ Progress = Callable[..., None]
 @dataclass(frozen=True)
 class LoadContext:
     cache_dir: Path
-    threads: int
+    threads: int | None  # daemon.threads; None: each engine's default
     progress: Progress | None = None
 
     def report(self, phase: str, percent: float | None, **kw: Any) -> None:
@@ -215,12 +215,12 @@ def _load_onnxruntime(name: str, settings: ModelSettings, folder: Path, ctx: Loa
             converted = convert("int8", False)
         ctx.report("load", 60.0)
         try:
-            engine = OnnxRuntimeEngine(converted.folder, ctx.threads, converted.kv_bytes_per_token)
+            engine = OnnxRuntimeEngine(converted.folder, onnxruntime_threads(ctx.threads), converted.kv_bytes_per_token)
         except Exception as exc:  # noqa: BLE001 - a damaged entry: convert it once more
             log.warning("Converted model %s would not load (%s): converting again", converted.folder, exc)
             onnx_convert.discard(converted.folder)
             converted = convert(converted.precision, False)
-            engine = OnnxRuntimeEngine(converted.folder, ctx.threads, converted.kv_bytes_per_token)
+            engine = OnnxRuntimeEngine(converted.folder, onnxruntime_threads(ctx.threads), converted.kv_bytes_per_token)
     except onnx_convert.ConversionError as exc:
         raise ModelLoadError(f"could not convert model '{name}' for onnxruntime: {exc}") from exc
     except Exception as exc:  # noqa: BLE001
@@ -245,7 +245,7 @@ def _load_transformers(name: str, settings: ModelSettings, folder: Path, device:
     from . import quantization
 
     ensure_imported()
-    set_torch_threads(ctx.threads)
+    set_torch_threads(torch_threads(ctx.threads))
     from transformers import AutoConfig
 
     ctx.report("load", 0.0)

@@ -45,6 +45,7 @@ CANCEL = "$/cancelRequest"
 # that does not match is answered as an internal error naming the mismatch.
 CHECK_RESULTS = os.environ.get(CHECK_RESULTS_ENV) == "1"
 EXIT = "exit"
+SHUTDOWN = "shutdown"
 
 
 @dataclass
@@ -260,6 +261,10 @@ class EmberProtocol(JsonRPCProtocol):
         if self.shutdown_requested:
             self._answer_now(msg["id"], batch, error=ShuttingDown("the daemon is shutting down"))
             return
+        if method == SHUTDOWN:
+            # Marked on arrival, not when its handler runs: a script that pipes `shutdown` and `exit`
+            # together means a clean exit (code 0), and `exit` is read before the handler runs.
+            self.shutdown_requested = True
         key = next(self._keys)
         req = RequestContext(protocol=self, id=msg["id"], method=method, batch=batch, key=key)
         self._inflight[key] = req
