@@ -87,22 +87,6 @@ def variant(exact: Path, rtn: Path, out: Path, no_offsets: bool, output_4bit: bo
     return out
 
 
-class Ctx:
-    def check_cancelled(self) -> None:
-        pass
-
-
-def decode_rate(engine, prompt: list[int], tokens: int) -> float:
-    seq = engine.new_sequence(len(prompt) + tokens + 1)
-    logits = seq.append(prompt)
-    started = time.perf_counter()
-    for _ in range(tokens):
-        logits = seq.append([int(np.argmax(logits))])
-    rate = tokens / (time.perf_counter() - started)
-    seq.free()
-    return rate
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
@@ -118,7 +102,7 @@ def main() -> None:
     from ember.models import onnx_convert
     from ember.models.gguf import ensure_converted
     from ember.models.sources import smollm2_package_gguf
-    from generation import DECODE_PROMPT, rtn_source
+    from generation import DECODE_PROMPT, Ctx, ember_decode_rate, rtn_source
 
     gguf = smollm2_package_gguf()
     if gguf is None:
@@ -142,7 +126,7 @@ def main() -> None:
     for r in range(args.rounds):
         log(f"decode round {r + 1}/{args.rounds}")
         for name, engine in engines.items():
-            rates[name].append(decode_rate(engine, prompt, args.tokens))
+            rates[name].append(ember_decode_rate(engine, prompt, args.tokens))
     ppl = {}
     for name, engine in engines.items():
         seq = engine.new_sequence(len(ids) + 1)
