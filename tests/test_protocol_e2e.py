@@ -85,12 +85,22 @@ def test_unknown_method(ember):
     ({"text": "x", "return_ids": "yes"}, "return_ids"),
     ({"text": "x", "bogus": 1}, "bogus"),
     ({"messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role"),
+    ({"text": "half a pair \ud800 here"}, "text"),  # JSON can escape a lone surrogate
+    ({"messages": [{"role": "user", "content": "\udc00"}]}, "messages.0.content"),
 ])
 def test_bad_params_name_the_field(ember, params, field):
     reply = ember("lines").request("tokenize", params)
     error = reply["error"]
     assert error["code"] == -32602
     assert error["message"].startswith(field + ":"), error["message"]
+
+
+def test_unpaired_surrogates_are_invalid_params_and_pairs_are_text(ember):
+    d = ember("lines")
+    reply = d.request("complete", {"prefix": "def f():\ud83d", "suffix": "\n", "max_tokens": 2})
+    assert reply["error"]["code"] == -32602
+    assert reply["error"]["message"].startswith("prefix: unpaired surrogate at character 8")
+    assert d.request("tokenize", {"text": "ok \ud83d\ude00"})["result"]["count"] >= 2  # a pair: one emoji
 
 
 def test_types_are_not_coerced(ember):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -48,9 +49,32 @@ def parse_params(method: str, raw: Any) -> Any:
     if isinstance(raw, list):
         raise InvalidParams("params: must be an object with named fields, not an array")
     try:
-        return spec.model_validate(raw)
+        params = spec.model_validate(raw)
     except ValidationError as exc:
         raise InvalidParams(describe_validation(exc), {"errors": _error_list(exc)}) from None
+    unpaired = _unpaired_surrogate(raw, "")
+    if unpaired is not None:
+        field, index = unpaired
+        raise InvalidParams(f"{field}: unpaired surrogate at character {index}; text must be valid Unicode "
+                            "(a \\uD800-\\uDFFF escape needs its pair)")
+    return params
+
+
+# JSON may escape half of a surrogate pair alone ("\ud800"); Python keeps it as a code point that no
+# tokenizer can encode, so it is refused here with the field's name instead of failing in a task.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unpaired_surrogate(value: Any, path: str) -> tuple[str, int] | None:
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        return (path or "params", found.start()) if found else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        hit = _unpaired_surrogate(item, f"{path}.{key}" if path else str(key))
+        if hit is not None:
+            return hit
+    return None
 
 
 def describe_validation(exc: ValidationError) -> str:
