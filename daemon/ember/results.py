@@ -251,7 +251,8 @@ class Memory(TypedDict):
 
 class WorkerInfo(TypedDict):
     device: Annotated[str, 'a remote server\'s worker: "remote URL"']
-    threads: Annotated[int, "a remote server's worker: its max_concurrent"]
+    threads: Annotated[int, "a local worker: the transformers engine's threads (the onnxruntime engine's are "
+                            "in `ember config`); a remote server's worker: its max_concurrent"]
     queue_depth: int
     jobs_done: int
 

@@ -60,6 +60,8 @@ class OgaError(RuntimeError):
 def library() -> ctypes.CDLL:
     """The library the onnxruntime_genai package ships, with the signatures declared."""
     global _lib
+    if _lib is not None:  # every call on the decode path comes here: no lock once loaded
+        return _lib
     with _lib_lock:
         if _lib is None:
             import onnxruntime_genai  # its binding loads the library (and, on Windows, onnxruntime's)

@@ -201,6 +201,7 @@ def _load_onnxruntime(name: str, settings: ModelSettings, folder: Path, ctx: Loa
     tokenizer_loading = pool.submit(load_tokenizer, folder, settings)
     pool.shutdown(wait=False)
     precision, exact = _onnx_precision(settings, folder, ctx.cache_dir)
+    threads = onnxruntime_threads(ctx.threads)
     note = None
 
     def convert(precision: str, exact: bool) -> onnx_convert.Converted:
@@ -215,12 +216,12 @@ def _load_onnxruntime(name: str, settings: ModelSettings, folder: Path, ctx: Loa
             converted = convert("int8", False)
         ctx.report("load", 60.0)
         try:
-            engine = OnnxRuntimeEngine(converted.folder, onnxruntime_threads(ctx.threads), converted.kv_bytes_per_token)
+            engine = OnnxRuntimeEngine(converted.folder, threads, converted.kv_bytes_per_token)
         except Exception as exc:  # noqa: BLE001 - a damaged entry: convert it once more
             log.warning("Converted model %s would not load (%s): converting again", converted.folder, exc)
             onnx_convert.discard(converted.folder)
             converted = convert(converted.precision, False)
-            engine = OnnxRuntimeEngine(converted.folder, onnxruntime_threads(ctx.threads), converted.kv_bytes_per_token)
+            engine = OnnxRuntimeEngine(converted.folder, threads, converted.kv_bytes_per_token)
     except onnx_convert.ConversionError as exc:
         raise ModelLoadError(f"could not convert model '{name}' for onnxruntime: {exc}") from exc
     except Exception as exc:  # noqa: BLE001

@@ -385,7 +385,7 @@ export interface RemoteModel {
 export interface WorkerInfo {
   /** a remote server's worker: "remote URL" */
   device: string;
-  /** a remote server's worker: its max_concurrent */
+  /** a local worker: the transformers engine's threads (the onnxruntime engine's are in `ember config`); a remote server's worker: its max_concurrent */
   threads: number;
   queue_depth: number;
   jobs_done: number;
