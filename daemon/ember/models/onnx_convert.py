@@ -35,7 +35,7 @@ from .cache import atomic_folder, cached_digest, entry_lock
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 1  # bump when the output of a conversion changes
+CONVERTER_VERSION = 2  # bump when the output of a conversion changes
 MARKER = "ember-onnx.json"
 PRECISIONS = ("int4", "int8", "float32")
 _BUILDER_PRECISION = {"int4": "int4", "int8": "int8", "float32": "fp32"}
@@ -158,7 +158,9 @@ def _die_with_parent() -> None:
 
 def _run_child(folder: Path, precision: str, work: Path, progress: Progress | None,
                require_exact: bool) -> dict:
-    cmd = [sys.executable, "-m", "ember.models.onnx_convert", "--source", str(folder),
+    # -P: the current folder is not on the child's import path, so a quantization.py or the like
+    # where the user started Ember cannot shadow the exporter's own modules.
+    cmd = [sys.executable, "-P", "-m", "ember.models.onnx_convert", "--source", str(folder),
            "--out", str(work), "--precision", precision]
     if require_exact:
         cmd.append("--require-exact")
@@ -264,7 +266,10 @@ def child_main(argv: list[str] | None = None) -> int:
         except ExactMappingError as exc:
             sys.stderr.write(f"no exact int4 mapping: {exc}\n")
             return EXIT_NOT_EXACT
-        method = f"{EXACT_METHOD}: {counts['copied']} 4-bit layers, {counts['eight_bit']} 8-bit)"
+        method = f"{EXACT_METHOD}: {counts['copied']} 4-bit layers, {counts['eight_bit']} 8-bit"
+        if counts["shortlist"]:
+            method += f"; output layer at 4 bits, each position's top {counts['shortlist']} logits from its 8-bit rows"
+        method += ")"
     genai = json.loads((model_dir / "genai_config.json").read_text())
     kv = _kv_bytes_per_token(model_dir / "model.onnx", genai)
     for item in model_dir.iterdir():

@@ -90,7 +90,7 @@ def spawn(paths: SharedPaths, argv: list[str], log_file: Path) -> subprocess.Pop
     fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "ember", "daemon", "run", *argv],
+            [sys.executable, "-P", "-m", "ember", "daemon", "run", *argv],  # -P: not the caller's folder's modules
             stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True, close_fds=True,
         )
     finally:
