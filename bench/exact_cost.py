@@ -14,6 +14,8 @@ Variants, each made from the cached default conversion (written under the cache'
 
 Decode: tokens/s for `--tokens` tokens after a 7-token prompt, the variants alternating within each
 round (medians). Perplexity: the first 800 tokens of Python's textwrap.py. Prints Markdown.
+Like the daemon, it runs with huge pages where the system has them (ember/huge_pages.py);
+GLIBC_TUNABLES=glibc.malloc.hugetlb=0 measures without.
 """
 
 from __future__ import annotations
@@ -100,6 +102,9 @@ def no_offsets(graph) -> None:
 
 
 def main() -> None:
+    from ember.huge_pages import restart_with_huge_pages
+
+    restart_with_huge_pages()  # as the daemon does: the engines run in this process
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)

@@ -20,6 +20,8 @@ Contenders, all greedy on the same token ids (from the model's own transformers 
 
 Runs offline with the conversion cache the tests use (EMBER_TEST_CACHE, default .ember-cache/test);
 the ONNX conversions it lacks are made once (about a minute each). Prints Markdown.
+Like the daemon, it runs with huge pages where the system has them (ember/huge_pages.py), and so
+does llama.cpp's process; GLIBC_TUNABLES=glibc.malloc.hugetlb=0 measures without.
 """
 
 from __future__ import annotations
@@ -170,6 +172,9 @@ def classify_accuracy(engine_name: str, folder: Path, threads: int) -> dict[str,
 
 
 def main() -> None:
+    from ember.huge_pages import restart_with_huge_pages
+
+    restart_with_huge_pages()  # as the daemon does: the engines run in this process
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=5)

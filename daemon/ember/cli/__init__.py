@@ -46,9 +46,11 @@ def load(args: argparse.Namespace):
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from ..huge_pages import restart_with_huge_pages
     from ..logs import quiet_libraries, setup_logging
     from ..serve import run_stdio
 
+    restart_with_huge_pages()
     loaded = load(args)
     quiet_libraries()
     setup_logging(loaded.settings.daemon.log_level, loaded.settings.daemon.log_file)

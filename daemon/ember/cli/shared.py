@@ -155,9 +155,11 @@ def _daemon_problems() -> tuple[type[Exception], ...]:
 
 
 def cmd_daemon_run(args: argparse.Namespace, load: Callable[[argparse.Namespace], Any]) -> int:
+    from ..huge_pages import restart_with_huge_pages
     from ..logs import quiet_libraries, setup_logging
     from ..shared.server import run_shared
 
+    restart_with_huge_pages()
     loaded = load(args)
     quiet_libraries()
     d = loaded.settings.daemon

@@ -1,0 +1,46 @@
+"""The daemon backs its allocations with transparent huge pages where the system offers them
+(huge_pages.py): decoding reads every weight once per token, and 2 MB pages make that faster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ember.huge_pages import TUNABLE, glibc_version, wanted
+
+
+def thp(tmp_path: Path, mode: str) -> Path:
+    path = tmp_path / "enabled"
+    path.write_text(mode + "\n")
+    return path
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("always [madvise] never", True), ("[always] madvise never", True), ("always madvise [never]", False)])
+def test_huge_pages_follow_the_kernels_mode(tmp_path, mode, expected):
+    glibc_ok = (glibc_version() or (0,)) >= (2, 35)
+    assert wanted({}, thp(tmp_path, mode)) == (expected and glibc_ok)
+
+
+def test_a_users_glibc_tunables_or_a_kernel_without_thp_are_left_alone(tmp_path):
+    assert not wanted({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}, thp(tmp_path, "[always] madvise never"))
+    assert not wanted({}, tmp_path / "missing")
+
+
+@pytest.mark.model
+def test_the_daemon_restarts_itself_with_huge_pages_and_answers(ember, daemon_env):
+    expected = wanted(daemon_env)
+    d = ember("lines")
+    assert d.call("complete", {"prompt": "def add(a, b):", "max_tokens": 4})["usage"]["completion_tokens"] > 0
+    environ = Path(f"/proc/{d.proc.pid}/environ").read_bytes().split(b"\0")
+    assert (f"GLIBC_TUNABLES={TUNABLE}".encode() in environ) == expected
+    if expected:  # the model's weights landed in huge pages
+        rollup = Path(f"/proc/{d.proc.pid}/smaps_rollup").read_text().splitlines()
+        huge_kb = next(int(line.split()[1]) for line in rollup if line.startswith("AnonHugePages:"))
+        assert huge_kb > 0
+
+    opted_out = ember("lines", env={"GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"})
+    assert opted_out.call("initialize", {})
+    environ = Path(f"/proc/{opted_out.proc.pid}/environ").read_bytes().split(b"\0")
+    assert b"GLIBC_TUNABLES=glibc.malloc.hugetlb=0" in environ
