@@ -44,3 +44,17 @@ def test_the_daemon_restarts_itself_with_huge_pages_and_answers(ember, daemon_en
     assert opted_out.call("initialize", {})
     environ = Path(f"/proc/{opted_out.proc.pid}/environ").read_bytes().split(b"\0")
     assert b"GLIBC_TUNABLES=glibc.malloc.hugetlb=0" in environ
+
+
+def test_ember_config_says_whether_the_daemon_will_use_huge_pages(daemon_env):
+    import subprocess
+
+    from rpc_client import EMBER
+
+    def shown(env: dict[str, str]) -> str:
+        out = subprocess.run([EMBER, "config"], env=env, capture_output=True, text=True, check=True).stdout
+        return next(line for line in out.splitlines() if line.startswith("# huge pages:"))
+
+    assert shown(daemon_env).startswith("# huge pages: on" if wanted(daemon_env) else "# huge pages: off")
+    assert shown({**daemon_env, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=0"}) == \
+        "# huge pages: as GLIBC_TUNABLES=glibc.malloc.hugetlb=0 says"

@@ -345,6 +345,17 @@ def _describe(exc: ValidationError, sources: dict[str, str]) -> str:
     return "invalid configuration:\n  " + "\n  ".join(lines)
 
 
+def huge_pages_state() -> str:
+    """What the daemon will do about huge pages here, for `ember config` (docs/engines.md#huge-pages)."""
+    from .huge_pages import TUNABLE, wanted
+
+    if wanted():
+        return f"on: the daemon restarts with GLIBC_TUNABLES={TUNABLE}"
+    if "GLIBC_TUNABLES" in os.environ:
+        return f"as GLIBC_TUNABLES={os.environ['GLIBC_TUNABLES']} says"
+    return "off: needs Linux, glibc 2.35+ and transparent huge pages (madvise or always)"
+
+
 def describe_effective(loaded: LoadedConfig) -> str:
     """TOML-like listing of every effective value with its origin, for `ember config`."""
     flat = _flatten(loaded.settings.model_dump(mode="json"))
@@ -371,6 +382,7 @@ def describe_effective(loaded: LoadedConfig) -> str:
         if dotted == "daemon.threads" and value is None:
             lines.append(f"# threads: unset, so onnxruntime {onnxruntime_threads(None)} and transformers "
                          f"{torch_threads(None)} here  # default")
+            lines.append(f"# huge pages: {huge_pages_state()}")
             continue
         rendered = "nil" if value is None else _toml_value(value)
         origin = loaded.sources.get(dotted, "default")
