@@ -179,6 +179,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--settle", type=float, default=0.5,
+                        help="seconds of rest before each contender's turn (0 for none)")
     parser.add_argument("--quick", action="store_true", help="2 rounds, 1 thread, no classify")
     parser.add_argument("--decode-only", action="store_true", help="(a) only: for repeated speed runs")
     parser.add_argument("--context", type=int, default=0,
@@ -238,10 +240,13 @@ def main() -> None:
             rates["llama.cpp (GGUF Q4_1)"] = []
         for r in range(args.rounds):
             log(f"decode, {threads} thread(s), round {r + 1}/{args.rounds}")
+            time.sleep(args.settle)
             rates["transformers generate, float32"].append(generate_rate(model, prompt, args.tokens))
             for name, engine in engines.items():
+                time.sleep(args.settle)
                 rates[name].append(ember_decode_rate(engine, prompt, args.tokens))
             if llama:
+                time.sleep(args.settle)
                 rates["llama.cpp (GGUF Q4_1)"].append(
                     llama.ask(op="decode", prompt=prompt, tokens=args.tokens, threads=threads)["tokens_per_s"])
         speed[threads] = rates

@@ -7,8 +7,8 @@ version, written atomically (models/cache.py) and checked on every load: a marke
 file's size, so a truncated or partial entry is detected and converted again.
 
 Precisions:
-  int4     a GGUF's own Q4_0/Q4_1/Q8_0 blocks, mapped exactly (models/onnx_exact.py); other sources
-           get the exporter's round-to-nearest 4-bit weights
+  int4     a GGUF's own Q4_0/Q4_1/Q8_0 blocks, mapped exactly, with the output layer's shortlist
+           (models/onnx_exact.py); other sources get the exporter's round-to-nearest 4-bit weights
   int8     the exporter's 8-bit weights
   float32  no quantization
 """
