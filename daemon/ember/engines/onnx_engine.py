@@ -32,8 +32,11 @@ class OnnxRuntimeEngine(LocalEngine):
         model = genai["model"]
         decoder = model["decoder"]
         super().__init__(int(model.get("context_length") or 2048), int(model["vocab_size"]))
+        # No memory arena: it keeps each prefill chunk's peak (its logits alone are 50 MB) for good.
+        # Measured with the keystroke replay: 560 MB resident instead of 625, decode unchanged, a cold
+        # 1,300-token prefill 4% slower.
         self.model: oga.Model | None = oga.Model(folder, {"model": {"decoder": {"session_options": {
-            "intra_op_num_threads": threads, "inter_op_num_threads": 1}}}})
+            "intra_op_num_threads": threads, "inter_op_num_threads": 1, "enable_cpu_mem_arena": False}}}})
         # The conversion records the KV element size; CPU models keep their KV cache in float32.
         self._kv_per_token = kv_bytes_per_token or (
             2 * int(decoder["num_hidden_layers"]) * int(decoder["num_key_value_heads"])
