@@ -28,6 +28,20 @@ def test_a_users_glibc_tunables_or_a_kernel_without_thp_are_left_alone(tmp_path)
     assert not wanted({}, tmp_path / "missing")
 
 
+def test_a_failed_restart_runs_on_without_huge_pages(monkeypatch, capsys):
+    import os
+
+    from ember import huge_pages
+
+    def refuse(*args):
+        raise PermissionError("not allowed here")
+
+    monkeypatch.setattr(huge_pages, "wanted", lambda: True)
+    monkeypatch.setattr(os, "execve", refuse)
+    huge_pages.restart_with_huge_pages()  # returns instead of raising
+    assert "running without huge pages" in capsys.readouterr().err
+
+
 @pytest.mark.model
 def test_the_daemon_restarts_itself_with_huge_pages_and_answers(ember, daemon_env):
     expected = wanted(daemon_env)

@@ -52,8 +52,14 @@ def wanted(environ: os._Environ[str] | dict[str, str] = os.environ, thp_mode: Pa
 
 
 def restart_with_huge_pages() -> None:
-    """Re-execute this process with the tunable if wanted(); returns only when it is not wanted."""
-    if wanted():
-        sys.stdout.flush()
-        sys.stderr.flush()
+    """Re-execute this process with the tunable if wanted(); returns when it is not wanted, or when
+    the restart itself fails (an embedded interpreter, a vanished executable): then Ember runs on
+    without huge pages rather than not at all."""
+    if not wanted() or not sys.executable or not sys.orig_argv:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
         os.execve(sys.executable, sys.orig_argv, {**os.environ, "GLIBC_TUNABLES": TUNABLE})
+    except OSError as exc:
+        sys.stderr.write(f"ember: running without huge pages: could not restart {sys.executable}: {exc}\n")
