@@ -41,6 +41,8 @@ def variant(default: Path, out: Path, edit) -> Path:
     """A copy of the default model with its graph changed by `edit(graph)`; other files linked."""
     import onnx
 
+    from ember.models.onnx_exact import drop_unused_initializers
+
     if (out / "model.onnx").exists():
         return out
     work = out.with_name(out.name + ".tmp")
@@ -51,10 +53,7 @@ def variant(default: Path, out: Path, edit) -> Path:
             (work / item.name).symlink_to(item.resolve())
     model = onnx.load(str(default / "model.onnx"))
     edit(model.graph)
-    used = {name for n in model.graph.node for name in n.input}
-    kept = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
+    drop_unused_initializers(model.graph)
     onnx.save(model, str(work / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
     shutil.rmtree(out, ignore_errors=True)
     work.rename(out)

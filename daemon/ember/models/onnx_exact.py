@@ -208,13 +208,13 @@ def apply(model_dir: Path, gguf_path: Path, reference_dir: Path) -> dict[str, in
             raise ExactMappingError(f"{node.name}: builder block size {attrs['block_size'].i}")
         if len(node.input) > 3 and node.input[3]:
             node.input[3] = ""  # symmetric from here on: no zero points
-        if node.name.startswith("/lm_head/"):
+        head = node.name.startswith("/lm_head/")
+        if head:
             lm_head = blocks
-        if node.name.startswith("/lm_head/") and blocks.kind == "Q8_0":
+        if head and blocks.kind == "Q8_0":
             table = ("ember/token_table", "ember/token_table_scales")
             graph.initializer.extend([
-                numpy_helper.from_array((blocks.q.astype(np.int16) + 128).astype(np.uint8).reshape(
-                    blocks.q.shape[0], -1), table[0]),
+                numpy_helper.from_array(_unsigned(blocks.q).reshape(blocks.q.shape[0], -1), table[0]),
                 numpy_helper.from_array(blocks.d.astype(np.float32), table[1])])
             packed, scales = _four_bit(blocks.dequantize(), SHORTLIST_BLOCK)
             replace(node.input[1], packed)
@@ -225,7 +225,7 @@ def apply(model_dir: Path, gguf_path: Path, reference_dir: Path) -> dict[str, in
             continue
         if blocks.kind == "Q8_0":
             attrs["bits"].i = 8
-            replace(node.input[1], (blocks.q.astype(np.int16) + 128).astype(np.uint8))
+            replace(node.input[1], _unsigned(blocks.q))
             counts["eight_bit"] += 1
         else:
             attrs["bits"].i = 4
@@ -233,7 +233,7 @@ def apply(model_dir: Path, gguf_path: Path, reference_dir: Path) -> dict[str, in
             replace(node.input[1], (q[..., 0::2] | (q[..., 1::2] << 4)).astype(np.uint8))
             counts["copied"] += 1
         replace(node.input[2], blocks.d.astype(np.float32))
-        if node.name.startswith("/lm_head/"):
+        if head:
             table = (node.input[1], node.input[2])
         if blocks.kind == "Q4_1":
             counts["with_offsets"] += 1
@@ -258,7 +258,7 @@ def apply(model_dir: Path, gguf_path: Path, reference_dir: Path) -> dict[str, in
     _map_embedding(graph, lm_head, table)
     del graph.node[:]
     graph.node.extend(nodes)
-    _drop_unused_initializers(graph)
+    drop_unused_initializers(graph)
     # Every tensor is in memory now; the data file is written anew (onnx appends to an existing one).
     # The whole folder is a work folder that is renamed into the cache only once complete.
     (model_dir / "model.onnx.data").unlink()
@@ -292,6 +292,11 @@ def _map_embedding(graph, lm_head: Blocks | None, table: tuple[str, str] | None)
             raise ExactMappingError("the embedding does not share lm_head's weights")
         source.input[0], source.input[1] = table[0], shape
         gather.input[2] = table[1]
+
+
+def _unsigned(q: np.ndarray) -> np.ndarray:
+    """Q8_0's int8 values as MatMulNBits and GatherBlockQuantized store 8 bits: uint8, zero point 128."""
+    return (q.astype(np.int16) + 128).astype(np.uint8)
 
 
 def _four_bit(w: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray]:
@@ -339,7 +344,7 @@ def _shortlist(graph, node, table: tuple[str, str], k: int) -> list:
     ]
 
 
-def _drop_unused_initializers(graph) -> None:
+def drop_unused_initializers(graph) -> None:
     """The builder's constants that the mapping no longer uses would still be saved and loaded."""
     used = {name for n in graph.node for name in n.input}
     kept = [i for i in graph.initializer if i.name in used]
