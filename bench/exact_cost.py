@@ -1,20 +1,26 @@
-"""What the default int4 model's choices cost and buy: decode speed and perplexity of graph variants
+"""What the default int4 model's choices cost and buy: decode speed and accuracy of graph variants
 of it (models/onnx_exact.py), side by side in one run.
 
     python bench/exact_cost.py [--threads 1] [--rounds 5] [--tokens 128]
 
-Variants, each made from the cached default conversion (written under the cache's bench/ folder):
-- default: the GGUF's Q4_1 layers with their offsets, the output layer read at 4 bits with each
-  position's top logits recomputed from its Q8_0 rows (the shortlist);
+Variants (written under the cache's bench/ folder, made anew for each conversion of the default):
+- default: the GGUF's Q4_1 layers with integer zero points and their remainders as two 4-bit
+  digits, the output layer read at 4 bits with each position's top logits recomputed from its Q8_0
+  rows (the shortlist);
+- remainders as a float32 product: the same zero points, the remainders exact, as a second product
+  per layer (the layout before the digits);
+- one remainder digit;
+- no remainders: the float32 product's variant without it, so every Q4_1 block is off by its
+  remainder: inexact, a bound on what the remainders cost;
 - 8-bit output layer: the Q8_0 rows as the whole output layer, no shortlist (bit-exact logits);
 - 4-bit output layer, no shortlist: the shortlist's 4-bit layer alone (what the shortlist repairs);
-- no offsets: the offset products (block sums times c = m + 8d, and the add) removed, so every Q4_1
-  block is off by its c: inexact, a bound on what the offsets cost;
 - round to nearest: the builder's own int4 from float weights (what a non-GGUF source gets).
 
 Decode: tokens/s for `--tokens` tokens after a 7-token prompt, the variants alternating within each
-round (medians). Perplexity: the first 800 tokens of Python's textwrap.py. Prints Markdown.
-Like the daemon, it runs with huge pages where the system has them (ember/huge_pages.py);
+round (medians). Accuracy against the float32 weights (the dequantized GGUF run by onnxruntime in
+float32), on the first 800 tokens of Python's textwrap.py: perplexity, the mean error of each
+position's 16 highest float32 logits, and how often the highest logit is the same token. Prints
+Markdown. Like the daemon, it runs with huge pages where the system has them (ember/huge_pages.py);
 GLIBC_TUNABLES=glibc.malloc.hugetlb=0 measures without.
 """
 
@@ -27,6 +33,8 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+
+import numpy as np
 
 from isolation import CACHE
 
@@ -84,20 +92,63 @@ def without_shortlist(graph, eight_bit: bool) -> None:
     graph.node.extend(nodes)
 
 
-def no_offsets(graph) -> None:
+def mapped(builder_int4: Path, gguf: Path, reference: Path, out: Path, digits: int) -> Path:
+    """The GGUF's blocks mapped onto a copy of a builder int4 model of the same architecture, with
+    `digits` remainder digits (0: a float32 product)."""
+    from ember.models import onnx_exact
+
+    if (out / "model.onnx").exists():
+        return out
+    work = out.with_name(out.name + ".tmp")
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(builder_int4, work)
+    tolerance = onnx_exact.REMAINDER_TOLERANCE
+    onnx_exact.REMAINDER_TOLERANCE = 1.0  # fewer digits fit worse than Ember accepts: that is what is measured
+    try:
+        onnx_exact.apply(work, gguf, reference, digits)
+    finally:
+        onnx_exact.REMAINDER_TOLERANCE = tolerance
+    shutil.rmtree(out, ignore_errors=True)
+    work.rename(out)
+    return out
+
+
+def no_remainders(graph) -> None:
+    """Drop the float32 remainder products (and the block sums they read): each layer's output is
+    its zero-point product alone."""
     kept, renamed = [], {}
     for node in graph.node:
         ours = node.output[0].startswith("ember/") and not node.output[0].startswith(SHORTLIST)
         if node.op_type in ("Reshape", "ReduceSum", "MatMul") and ours:
             continue
-        if node.op_type == "Add" and node.input[0].endswith("/centered"):
-            renamed[node.input[0]] = node.output[0]  # the layer's output is its 4-bit product alone
+        if node.op_type == "Add" and node.input[0].endswith("/without_remainders"):
+            renamed[node.input[0]] = node.output[0]
             continue
         kept.append(node)
     for node in kept:
         node.output[:] = [renamed.get(o, o) for o in node.output]
     del graph.node[:]
     graph.node.extend(kept)
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
+def accuracy(engine, ids: list[int], reference: np.ndarray) -> tuple[float, float, float]:
+    """(perplexity, mean error of the reference's 16 highest logits, argmax agreement)."""
+    from ember.engines import decode
+    from generation import Ctx
+
+    seq = engine.new_sequence(len(ids) + 1)
+    logits = decode.prefill(seq, ids, Ctx(), all_logits=True)
+    seq.free()
+    top = np.argsort(-reference, axis=-1)[:, :16]
+    error = np.abs(np.take_along_axis(logits, top, -1) - np.take_along_axis(reference, top, -1)).mean()
+    agree = (logits.argmax(-1) == reference.argmax(-1)).mean()
+    ppl = np.exp(-_log_softmax(logits)[np.arange(len(ids) - 1), ids[1:]].mean())
+    return float(ppl), float(error), float(agree)
 
 
 def main() -> None:
@@ -126,43 +177,50 @@ def main() -> None:
     folder = ensure_converted(gguf, CACHE)
     default = onnx_convert.ensure(folder, "int4", CACHE, require_exact=True).folder
     rtn = onnx_convert.ensure(rtn_source(folder), "int4", CACHE).folder
+    reference = onnx_convert.ensure(folder, "float32", CACHE).folder
     where = CACHE / "bench" / f"exact-cost-{default.name[-16:]}"  # made anew for each conversion
+    exact = mapped(rtn, gguf, folder, where / "float-remainders", 0)
     folders = {
-        "default (shortlist)": default,
+        "default (2 remainder digits, shortlist)": default,
+        "remainders as a float32 product (exact)": exact,
+        "1 remainder digit": mapped(rtn, gguf, folder, where / "one-digit", 1),
+        "no remainders (inexact)": variant(exact, where / "no-remainders", no_remainders),
         "8-bit output layer": variant(default, where / "output-8bit", lambda g: without_shortlist(g, True)),
         "4-bit output layer, no shortlist": variant(default, where / "output-4bit",
                                                     lambda g: without_shortlist(g, False)),
-        "no offsets (inexact)": variant(default, where / "no-offsets", no_offsets),
         "round to nearest (builder)": rtn,
     }
     tok = PreTrainedTokenizerFast.from_pretrained(folder)
     prompt = tok(DECODE_PROMPT)["input_ids"]
     ids = tok(open(textwrap.__file__).read())["input_ids"][:800]
+    float32 = OnnxRuntimeEngine(reference, args.threads)
+    seq = float32.new_sequence(len(ids) + 1)
+    reference_logits = decode.prefill(seq, ids, Ctx(), all_logits=True)
+    seq.free()
+    float32.close()
     engines = {name: OnnxRuntimeEngine(f, args.threads) for name, f in folders.items()}
     rates: dict[str, list[float]] = {name: [] for name in engines}
     for r in range(args.rounds):
         log(f"decode round {r + 1}/{args.rounds}")
         for name, engine in engines.items():
             rates[name].append(ember_decode_rate(engine, prompt, args.tokens))
-    ppl = {}
-    for name, engine in engines.items():
-        seq = engine.new_sequence(len(ids) + 1)
-        ppl[name] = decode.perplexity(seq, ids, Ctx())
-        seq.free()
+    quality = {name: accuracy(engine, ids, reference_logits) for name, engine in engines.items()}
 
-    base_rate, base_ppl = statistics.median(rates["default (shortlist)"]), ppl["default (shortlist)"]
+    base_rate = statistics.median(rates["default (2 remainder digits, shortlist)"])
+    base_ppl = quality["default (2 remainder digits, shortlist)"][0]
+    ref_ppl = float(np.exp(-_log_softmax(reference_logits)[np.arange(len(ids) - 1), ids[1:]].mean()))
     print(f"## bench/exact_cost.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(began))}\n")
     print(f"{args.threads} thread(s), {args.tokens} tokens after a {len(prompt)}-token prompt, median of "
-          f"{args.rounds} rounds; perplexity on 800 tokens of textwrap.py. Took {time.time() - began:.0f} s.\n")
-    print("| variant | tokens/s (min-max) | vs default | perplexity | vs default |")
-    print("|---|---|---|---|---|")
+          f"{args.rounds} rounds. Accuracy on 800 tokens of textwrap.py against float32 (perplexity "
+          f"{ref_ppl:.3f}). Took {time.time() - began:.0f} s.\n")
+    print("| variant | tokens/s (min-max) | vs default | perplexity | vs default | top-16 logit error | "
+          "same top token |")
+    print("|---|---|---|---|---|---|---|")
     for name, xs in rates.items():
         m = statistics.median(xs)
-        if "no offsets" in name:  # every Q4_1 block is off by its c: a speed bound, not a model
-            quality = "(not a model of the weights) | |"
-        else:
-            quality = f"{ppl[name]:.3f} | {100 * (ppl[name] / base_ppl - 1):+.1f}% |"
-        print(f"| {name} | {m:.1f} ({min(xs):.1f}-{max(xs):.1f}) | {m / base_rate:.2f}x | {quality}")
+        ppl, error, agree = quality[name]
+        print(f"| {name} | {m:.1f} ({min(xs):.1f}-{max(xs):.1f}) | {m / base_rate:.2f}x | {ppl:.3f} | "
+              f"{100 * (ppl / base_ppl - 1):+.1f}% | {error:.3f} | {agree:.3f} |")
     for engine in engines.values():
         engine.close()
 

@@ -35,7 +35,7 @@ from .cache import atomic_folder, cached_digest, entry_lock
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 2  # bump when the output of a conversion changes
+CONVERTER_VERSION = 3  # bump when the output of a conversion changes
 MARKER = "ember-onnx.json"
 PRECISIONS = ("int4", "int8", "float32")
 _BUILDER_PRECISION = {"int4": "int4", "int8": "int8", "float32": "fp32"}
@@ -257,7 +257,7 @@ def child_main(argv: list[str] | None = None) -> int:
               "float32": "float32"}[args.precision]
     if args.precision == "int4" and exact_problem is None:
         _say("progress", "70 copying the GGUF's quantized blocks")
-        from .onnx_exact import ExactMappingError, apply
+        from .onnx_exact import REMAINDER_DIGITS, ExactMappingError, apply
 
         source = gguf_source(args.source)
         assert source is not None
@@ -267,6 +267,9 @@ def child_main(argv: list[str] | None = None) -> int:
             sys.stderr.write(f"no exact int4 mapping: {exc}\n")
             return EXIT_NOT_EXACT
         method = f"{EXACT_METHOD}: {counts['copied']} 4-bit layers, {counts['eight_bit']} 8-bit"
+        if counts["with_remainders"]:
+            method += (f"; {counts['with_remainders']} Q4_1 layers with integer zero points and their remainders "
+                       f"as {REMAINDER_DIGITS} 4-bit digits")
         if counts["shortlist"]:
             method += f"; output layer at 4 bits, each position's top {counts['shortlist']} logits from its 8-bit rows"
         method += ")"
