@@ -132,6 +132,20 @@ def test_shutdown_and_exit_piped_together_exit_cleanly(daemon_env):
         {"jsonrpc": "2.0", "id": 1, "result": None}]
 
 
+def test_exit_answers_the_requests_still_in_flight(daemon_env):
+    """`exit` right behind work: nothing goes unanswered, whatever had not finished is -32800."""
+    piped = (b'{"jsonrpc":"2.0","id":1,"method":"complete","params":{"prompt":"Hi","max_tokens":64}}\n'
+             b'{"jsonrpc":"2.0","id":2,"method":"tokenize","params":{"text":"Hi"}}\n'
+             b'{"jsonrpc":"2.0","id":3,"method":"shutdown"}\n'
+             b'{"jsonrpc":"2.0","method":"exit"}\n')
+    done = subprocess.run([EMBER, "serve"], input=piped, capture_output=True, env=daemon_env, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    replies = {r["id"]: r for r in map(json.loads, done.stdout.decode().splitlines())}
+    assert sorted(replies) == [1, 2, 3] and replies[3]["result"] is None
+    for i in (1, 2):
+        assert "result" in replies[i] or replies[i]["error"]["code"] == -32800, replies[i]
+
+
 def test_exit_without_shutdown_is_code_one(ember):
     d = ember("headers")
     d.call("daemon/status")
