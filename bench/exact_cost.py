@@ -49,22 +49,19 @@ def variant(default: Path, out: Path, edit) -> Path:
     """A copy of the default model with its graph changed by `edit(graph)`; other files linked."""
     import onnx
 
+    from ember.models.cache import atomic_folder
     from ember.models.onnx_exact import drop_unused_initializers
 
     if (out / "model.onnx").exists():
         return out
-    work = out.with_name(out.name + ".tmp")
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    for item in default.iterdir():
-        if not item.name.startswith("model.onnx"):
-            (work / item.name).symlink_to(item.resolve())
-    model = onnx.load(str(default / "model.onnx"))
-    edit(model.graph)
-    drop_unused_initializers(model.graph)
-    onnx.save(model, str(work / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
-    shutil.rmtree(out, ignore_errors=True)
-    work.rename(out)
+    with atomic_folder(out) as work:  # a half-written variant is never reused
+        for item in default.iterdir():
+            if not item.name.startswith("model.onnx"):
+                (work / item.name).symlink_to(item.resolve())
+        model = onnx.load(str(default / "model.onnx"))
+        edit(model.graph)
+        drop_unused_initializers(model.graph)
+        onnx.save(model, str(work / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
     return out
 
 
@@ -95,21 +92,15 @@ def without_shortlist(graph, eight_bit: bool) -> None:
 def mapped(builder_int4: Path, gguf: Path, reference: Path, out: Path, digits: int) -> Path:
     """The GGUF's blocks mapped onto a copy of a builder int4 model of the same architecture, with
     `digits` remainder digits (0: a float32 product)."""
-    from ember.models import onnx_exact
+    from ember.models.cache import atomic_folder
+    from ember.models.onnx_exact import apply
 
     if (out / "model.onnx").exists():
         return out
-    work = out.with_name(out.name + ".tmp")
-    shutil.rmtree(work, ignore_errors=True)
-    shutil.copytree(builder_int4, work)
-    tolerance = onnx_exact.REMAINDER_TOLERANCE
-    onnx_exact.REMAINDER_TOLERANCE = 1.0  # fewer digits fit worse than Ember accepts: that is what is measured
-    try:
-        onnx_exact.apply(work, gguf, reference, digits)
-    finally:
-        onnx_exact.REMAINDER_TOLERANCE = tolerance
-    shutil.rmtree(out, ignore_errors=True)
-    work.rename(out)
+    with atomic_folder(out) as work:
+        shutil.copytree(builder_int4, work, dirs_exist_ok=True)
+        # Fewer digits fit worse than Ember accepts: that loss is what this variant measures.
+        apply(work, gguf, reference, digits, tolerance=1.0)
     return out
 
 
@@ -131,11 +122,6 @@ def no_remainders(graph) -> None:
     graph.node.extend(kept)
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
-
-
 def accuracy(engine, ids: list[int], reference: np.ndarray) -> tuple[float, float, float]:
     """(perplexity, mean error of the reference's 16 highest logits, argmax agreement)."""
     from ember.engines import decode
@@ -147,8 +133,7 @@ def accuracy(engine, ids: list[int], reference: np.ndarray) -> tuple[float, floa
     top = np.argsort(-reference, axis=-1)[:, :16]
     error = np.abs(np.take_along_axis(logits, top, -1) - np.take_along_axis(reference, top, -1)).mean()
     agree = (logits.argmax(-1) == reference.argmax(-1)).mean()
-    ppl = np.exp(-_log_softmax(logits)[np.arange(len(ids) - 1), ids[1:]].mean())
-    return float(ppl), float(error), float(agree)
+    return decode.perplexity_of(logits, ids), float(error), float(agree)
 
 
 def main() -> None:
@@ -208,7 +193,7 @@ def main() -> None:
 
     base_rate = statistics.median(rates["default (2 remainder digits, shortlist)"])
     base_ppl = quality["default (2 remainder digits, shortlist)"][0]
-    ref_ppl = float(np.exp(-_log_softmax(reference_logits)[np.arange(len(ids) - 1), ids[1:]].mean()))
+    ref_ppl = decode.perplexity_of(reference_logits, ids)
     print(f"## bench/exact_cost.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(began))}\n")
     print(f"{args.threads} thread(s), {args.tokens} tokens after a {len(prompt)}-token prompt, median of "
           f"{args.rounds} rounds. Accuracy on 800 tokens of textwrap.py against float32 (perplexity "

@@ -138,6 +138,10 @@ def loglikelihoods(source: SequenceSource, prompt: list[int], continuations: lis
 
 def perplexity(seq: Sequence, ids: list[int], ctx: Cancellable) -> float:
     """exp(mean negative log-likelihood) of `ids[1:]` given what precedes each (for benchmarks)."""
-    logprobs = _log_softmax(prefill(seq, ids, ctx, all_logits=True))
-    picked = logprobs[np.arange(len(ids) - 1), ids[1:]]
+    return perplexity_of(prefill(seq, ids, ctx, all_logits=True), ids)
+
+
+def perplexity_of(logits: np.ndarray, ids: list[int]) -> float:
+    """The same from `ids`' logits, one row per position, already computed."""
+    picked = _log_softmax(logits)[np.arange(len(ids) - 1), ids[1:]]
     return float(np.exp(-picked.mean()))

@@ -155,9 +155,10 @@ def check_supported(gguf_path: Path) -> None:
 
 
 def apply(model_dir: Path, gguf_path: Path, reference_dir: Path,
-          digits: int = REMAINDER_DIGITS) -> dict[str, int]:
+          digits: int = REMAINDER_DIGITS, tolerance: float = REMAINDER_TOLERANCE) -> dict[str, int]:
     """Rewrite the builder's 4-bit model in `model_dir` with the GGUF's blocks. Returns counts.
-    `digits`: the 4-bit digits that carry Q4_1 remainders; 0 adds them as a float32 product."""
+    `digits`: the 4-bit digits that carry Q4_1 remainders; 0 adds them as a float32 product.
+    `tolerance`: how far off a remainder may be carried, in steps of its block."""
     import onnx
     from gguf import GGUFReader
     from onnx import helper, numpy_helper
@@ -275,7 +276,7 @@ def apply(model_dir: Path, gguf_path: Path, reference_dir: Path,
             digits_q, digits_d = _digits(remainders, digits)
             if digits:
                 _check_remainders(node.name, blocks,
-                                  remainders - _undigit(digits_q, digits_d, remainders.shape[1]))
+                                  remainders - _undigit(digits_q, digits_d, remainders.shape[1]), tolerance)
             attrs["bits"].i = 4
             replace(node.input[1], _pack(np.concatenate([blocks.q, digits_q], axis=1)))
             replace(node.input[2], np.concatenate([blocks.d, digits_d], axis=1).astype(np.float32))
@@ -393,11 +394,12 @@ def _undigit(q: np.ndarray, d: np.ndarray, n: int) -> np.ndarray:
     return per_digit.reshape(rows, count, -1).sum(axis=1)[:, :n]
 
 
-def _check_remainders(name: str, blocks: Blocks, error: np.ndarray) -> None:
-    """Every block's remainder must be carried to within REMAINDER_TOLERANCE of its step."""
+def _check_remainders(name: str, blocks: Blocks, error: np.ndarray,
+                      tolerance: float = REMAINDER_TOLERANCE) -> None:
+    """Every block's remainder must be carried to within `tolerance` of its step."""
     step = np.maximum(blocks.d, 1e-3 * blocks.d.mean(axis=1, keepdims=True))
     worst = float((np.abs(error) / step).max()) if error.size else 0.0
-    if worst > REMAINDER_TOLERANCE:
+    if worst > tolerance:
         raise ExactMappingError(f"{name}: Q4_1 remainders off by {worst:.2f} of a step")
 
 
