@@ -9,6 +9,8 @@ Variants (written under the cache's bench/ folder, made anew for each conversion
   rows (the shortlist);
 - remainders as a float32 product: the same zero points, the remainders exact, as a second product
   per layer (the layout before the digits);
+- projections not fused: the MLP's gate and up projections as two operators, not one
+  (models/onnx_fuse.py);
 - one remainder digit;
 - no remainders: the float32 product's variant without it, so every Q4_1 block is off by its
   remainder: inexact, a bound on what the remainders cost;
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
+import subprocess
 import sys
 import textwrap
 import time
@@ -50,7 +53,7 @@ def variant(default: Path, out: Path, edit) -> Path:
     import onnx
 
     from ember.models.cache import atomic_folder
-    from ember.models.onnx_exact import drop_unused_initializers
+    from ember.models.onnx_fuse import drop_unused_initializers
 
     if (out / "model.onnx").exists():
         return out
@@ -89,9 +92,24 @@ def without_shortlist(graph, eight_bit: bool) -> None:
     graph.node.extend(nodes)
 
 
-def mapped(builder_int4: Path, gguf: Path, reference: Path, out: Path, digits: int) -> Path:
+def builder_export(source: Path, out: Path) -> Path:
+    """The exporter's own int4 model of `source`, as the exact mapping receives it (the cache's
+    round-to-nearest entry has its projections fused already)."""
+    from ember.models.cache import atomic_folder
+
+    if (out / "model.onnx").exists():
+        return out
+    with atomic_folder(out) as work:
+        subprocess.run([sys.executable, "-P", "-m", "onnxruntime_genai.models.builder", "-i", str(source),
+                        "-o", str(work), "-p", "int4", "-e", "cpu", "-c", str(work / ".hf"),
+                        "--extra_options", "accuracy_level=4"], check=True, stdout=subprocess.DEVNULL)
+        shutil.rmtree(work / ".hf", ignore_errors=True)
+    return out
+
+
+def mapped(builder_int4: Path, gguf: Path, reference: Path, out: Path, digits: int, fuse: bool = True) -> Path:
     """The GGUF's blocks mapped onto a copy of a builder int4 model of the same architecture, with
-    `digits` remainder digits (0: a float32 product)."""
+    `digits` remainder digits (0: a float32 product), its projections fused or not."""
     from ember.models.cache import atomic_folder
     from ember.models.onnx_exact import apply
 
@@ -100,7 +118,7 @@ def mapped(builder_int4: Path, gguf: Path, reference: Path, out: Path, digits: i
     with atomic_folder(out) as work:
         shutil.copytree(builder_int4, work, dirs_exist_ok=True)
         # Fewer digits fit worse than Ember accepts: that loss is what this variant measures.
-        apply(work, gguf, reference, digits, tolerance=1.0)
+        apply(work, gguf, reference, digits, tolerance=1.0, fuse=fuse)
     return out
 
 
@@ -164,11 +182,13 @@ def main() -> None:
     rtn = onnx_convert.ensure(rtn_source(folder), "int4", CACHE).folder
     reference = onnx_convert.ensure(folder, "float32", CACHE).folder
     where = CACHE / "bench" / f"exact-cost-{default.name[-16:]}"  # made anew for each conversion
-    exact = mapped(rtn, gguf, folder, where / "float-remainders", 0)
+    export = builder_export(rtn_source(folder), where / "builder-int4")
+    exact = mapped(export, gguf, folder, where / "float-remainders", 0)
     folders = {
         "default (2 remainder digits, shortlist)": default,
         "remainders as a float32 product (exact)": exact,
-        "1 remainder digit": mapped(rtn, gguf, folder, where / "one-digit", 1),
+        "projections not fused": mapped(export, gguf, folder, where / "not-fused", 2, fuse=False),
+        "1 remainder digit": mapped(export, gguf, folder, where / "one-digit", 1),
         "no remainders (inexact)": variant(exact, where / "no-remainders", no_remainders),
         "8-bit output layer": variant(default, where / "output-8bit", lambda g: without_shortlist(g, True)),
         "4-bit output layer, no shortlist": variant(default, where / "output-4bit",

@@ -245,6 +245,7 @@ def test_onnxruntime_int4_copies_the_ggufs_blocks(smollm2_onnx):
     assert smollm2_onnx.method.startswith("int4 (the GGUF's own blocks: 150 4-bit layers")
     assert "150 Q4_1 layers with integer zero points and their remainders as 2 4-bit digits" in smollm2_onnx.method
     assert "top 64 logits from its 8-bit rows" in smollm2_onnx.method
+    assert "30 projections fused with another that reads the same input" in smollm2_onnx.method
 
 
 def test_the_logits_that_pick_tokens_are_the_8_bit_output_layers(engines, tokenizer):

@@ -35,7 +35,7 @@ from .cache import atomic_folder, cached_digest, entry_lock
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 3  # bump when the output of a conversion changes
+CONVERTER_VERSION = 4  # bump when the output of a conversion changes
 MARKER = "ember-onnx.json"
 PRECISIONS = ("int4", "int8", "float32")
 _BUILDER_PRECISION = {"int4": "int4", "int8": "int8", "float32": "fp32"}
@@ -255,6 +255,10 @@ def child_main(argv: list[str] | None = None) -> int:
     runpy.run_module("onnxruntime_genai.models.builder", run_name="__main__")
     method = {"int4": "int4 (round to nearest)", "int8": "int8 (round to nearest)",
               "float32": "float32"}[args.precision]
+    if args.precision != "float32" and (args.precision != "int4" or exact_problem is not None):
+        from .onnx_fuse import fuse_saved_model  # the exact mapping below fuses its own graph
+
+        fuse_saved_model(model_dir)
     if args.precision == "int4" and exact_problem is None:
         _say("progress", "70 copying the GGUF's quantized blocks")
         from .onnx_exact import REMAINDER_DIGITS, ExactMappingError, apply
@@ -270,6 +274,8 @@ def child_main(argv: list[str] | None = None) -> int:
         if counts["with_remainders"]:
             method += (f"; {counts['with_remainders']} Q4_1 layers with integer zero points and their remainders "
                        f"as {REMAINDER_DIGITS} 4-bit digits")
+        if counts["fused"]:
+            method += f"; {counts['fused']} projections fused with another that reads the same input"
         if counts["shortlist"]:
             method += f"; output layer at 4 bits, each position's top {counts['shortlist']} logits from its 8-bit rows"
         method += ")"

@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .onnx_fuse import drop_unused_initializers, fuse_sibling_matmuls
+
 BLOCK = 32
 SHORTLIST = 64  # output-layer logits per position recomputed from the 8-bit rows
 SHORTLIST_BLOCK = 64  # block size of the 4-bit output layer that picks them
@@ -155,10 +157,11 @@ def check_supported(gguf_path: Path) -> None:
 
 
 def apply(model_dir: Path, gguf_path: Path, reference_dir: Path,
-          digits: int = REMAINDER_DIGITS, tolerance: float = REMAINDER_TOLERANCE) -> dict[str, int]:
+          digits: int = REMAINDER_DIGITS, tolerance: float = REMAINDER_TOLERANCE, fuse: bool = True) -> dict[str, int]:
     """Rewrite the builder's 4-bit model in `model_dir` with the GGUF's blocks. Returns counts.
     `digits`: the 4-bit digits that carry Q4_1 remainders; 0 adds them as a float32 product.
-    `tolerance`: how far off a remainder may be carried, in steps of its block."""
+    `tolerance`: how far off a remainder may be carried, in steps of its block.
+    `fuse`: run the projections that read the same input as one (models/onnx_fuse.py)."""
     import onnx
     from gguf import GGUFReader
     from onnx import helper, numpy_helper
@@ -182,7 +185,7 @@ def apply(model_dir: Path, gguf_path: Path, reference_dir: Path,
     inits = {i.name: i for i in graph.initializer}
     nodes: list = []
     made: set[str] = set()  # the block-sum tensors already made
-    counts = {"copied": 0, "with_remainders": 0, "eight_bit": 0, "shortlist": 0}
+    counts = {"copied": 0, "with_remainders": 0, "eight_bit": 0, "shortlist": 0, "fused": 0}
     table: tuple[str, str] | None = None  # the output layer's 8-bit rows: (weights, scales)
     last_axis = "ember/last_axis"
     graph.initializer.append(numpy_helper.from_array(np.array([-1], dtype=np.int64), last_axis))
@@ -238,6 +241,8 @@ def apply(model_dir: Path, gguf_path: Path, reference_dir: Path,
                 np.abs(expected).max() or 1)):
             raise ExactMappingError(f"{node.name}: the GGUF blocks do not reproduce the reference weights")
         attrs = {a.name: a for a in node.attribute}
+        if int(attrs["N"].i) != got.shape[0]:  # say, a graph whose projections are fused already
+            raise ExactMappingError(f"{node.name}: {attrs['N'].i} rows, the GGUF has {got.shape[0]}")
         if int(attrs["block_size"].i) != BLOCK:
             raise ExactMappingError(f"{node.name}: builder block size {attrs['block_size'].i}")
         if len(node.input) > 3 and node.input[3]:
@@ -296,6 +301,7 @@ def apply(model_dir: Path, gguf_path: Path, reference_dir: Path,
     _map_embedding(graph, lm_head, table)
     del graph.node[:]
     graph.node.extend(nodes)
+    counts["fused"] = fuse_sibling_matmuls(graph) if fuse else 0
     drop_unused_initializers(graph)
     # Every tensor is in memory now; the data file is written anew (onnx appends to an existing one).
     # The whole folder is a work folder that is renamed into the cache only once complete.
@@ -460,11 +466,3 @@ def _shortlist(graph, node, table: tuple[str, str], k: int) -> list:
         helper.make_node("Reshape", [p + "exact_2d", p + "ids_shape"], [p + "exact"]),
         helper.make_node("ScatterElements", [approx, p + "ids", p + "exact"], [logits], axis=-1),
     ]
-
-
-def drop_unused_initializers(graph) -> None:
-    """The builder's constants that the mapping no longer uses would still be saved and loaded."""
-    used = {name for n in graph.node for name in n.input}
-    kept = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
