@@ -67,3 +67,14 @@ def test_projections_with_other_settings_stay_apart():
     m = model(parts, [])
     assert fuse_sibling_matmuls(m.graph) == 0
     assert count(m, "MatMulNBits") == 4
+
+
+def test_nameless_groups_get_constants_of_their_own():
+    parts = [matmul("a", "x", 32), matmul("b", "x", 32), matmul("c", "other", 48), matmul("d", "other", 16)]
+    for _, node in parts:
+        node.name = ""
+    m = model(parts, [])
+    before = run(m)
+    assert fuse_sibling_matmuls(m.graph) == 2
+    for a, b in zip(before, run(m), strict=True):
+        np.testing.assert_array_equal(a, b)

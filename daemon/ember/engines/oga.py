@@ -179,7 +179,7 @@ def _to_numpy(tensor: _P) -> np.ndarray:
         dtype = np.dtype(dtypes[kind.value])
         if count == 0 or not data.value:
             return np.zeros(dims, dtype=np.float32)
-        raw = ctypes.string_at(data.value, count * dtype.itemsize)  # a copy, made before destroying
-        return np.frombuffer(raw, dtype=dtype).reshape(dims).astype(np.float32)
+        view = (ctypes.c_char * (count * dtype.itemsize)).from_address(data.value)
+        return np.frombuffer(view, dtype=dtype).reshape(dims).astype(np.float32)  # one copy, made before destroying
     finally:
         lib.OgaDestroyTensor(tensor)
