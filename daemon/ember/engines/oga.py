@@ -179,7 +179,8 @@ def _to_numpy(tensor: _P) -> np.ndarray:
         dtype = np.dtype(dtypes[kind.value])
         if count == 0 or not data.value:
             return np.zeros(dims, dtype=np.float32)
-        view = (ctypes.c_char * (count * dtype.itemsize)).from_address(data.value)
-        return np.frombuffer(view, dtype=dtype).reshape(dims).astype(np.float32)  # one copy, made before destroying
+        out = np.empty(dims, dtype=dtype)
+        ctypes.memmove(out.ctypes.data, data.value, out.nbytes)  # one copy, made before destroying
+        return out.astype(np.float32, copy=False)
     finally:
         lib.OgaDestroyTensor(tensor)
