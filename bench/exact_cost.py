@@ -96,13 +96,13 @@ def builder_export(source: Path, out: Path) -> Path:
     """The exporter's own int4 model of `source`, as the exact mapping receives it (the cache's
     round-to-nearest entry has its projections fused already)."""
     from ember.models.cache import atomic_folder
+    from ember.models.onnx_convert import builder_args
 
     if (out / "model.onnx").exists():
         return out
     with atomic_folder(out) as work:
-        subprocess.run([sys.executable, "-P", "-m", "onnxruntime_genai.models.builder", "-i", str(source),
-                        "-o", str(work), "-p", "int4", "-e", "cpu", "-c", str(work / ".hf"),
-                        "--extra_options", "accuracy_level=4"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-P", "-m", "onnxruntime_genai.models.builder",
+                        *builder_args(source, work, "int4", work / ".hf")], check=True, stdout=subprocess.DEVNULL)
         shutil.rmtree(work / ".hf", ignore_errors=True)
     return out
 

@@ -219,6 +219,12 @@ def _builder_source(folder: Path, scratch: Path) -> Path:
     return source
 
 
+def builder_args(source: Path, out: Path, precision: str, hf_cache: Path) -> list[str]:
+    """The ONNX exporter's arguments (after its module name) for a CPU model of `source`."""
+    return ["-i", str(source), "-o", str(out), "-p", _BUILDER_PRECISION[precision], "-e", "cpu",
+            "-c", str(hf_cache), "--extra_options", "accuracy_level=4"]
+
+
 def _kv_bytes_per_token(model_file: Path, genai: dict) -> int:
     import onnx
 
@@ -249,16 +255,11 @@ def child_main(argv: list[str] | None = None) -> int:
     _say("progress", f"5 exporting to ONNX ({args.precision})")
     import runpy
 
-    sys.argv = ["builder", "-i", str(_builder_source(args.source, scratch)), "-o", str(model_dir),
-                "-p", _BUILDER_PRECISION[args.precision], "-e", "cpu", "-c", str(scratch / "hf"),
-                "--extra_options", "accuracy_level=4"]
+    sys.argv = ["builder", *builder_args(_builder_source(args.source, scratch), model_dir, args.precision,
+                                         scratch / "hf")]
     runpy.run_module("onnxruntime_genai.models.builder", run_name="__main__")
     method = {"int4": "int4 (round to nearest)", "int8": "int8 (round to nearest)",
               "float32": "float32"}[args.precision]
-    if args.precision != "float32" and (args.precision != "int4" or exact_problem is not None):
-        from .onnx_fuse import fuse_saved_model  # the exact mapping below fuses its own graph
-
-        fuse_saved_model(model_dir)
     if args.precision == "int4" and exact_problem is None:
         _say("progress", "70 copying the GGUF's quantized blocks")
         from .onnx_exact import REMAINDER_DIGITS, ExactMappingError, apply
@@ -279,6 +280,10 @@ def child_main(argv: list[str] | None = None) -> int:
         if counts["shortlist"]:
             method += f"; output layer at 4 bits, each position's top {counts['shortlist']} logits from its 8-bit rows"
         method += ")"
+    elif args.precision != "float32":
+        from .onnx_fuse import fuse_saved_model  # the exact mapping above fuses its own graph
+
+        fuse_saved_model(model_dir)
     genai = json.loads((model_dir / "genai_config.json").read_text())
     kv = _kv_bytes_per_token(model_dir / "model.onnx", genai)
     for item in model_dir.iterdir():

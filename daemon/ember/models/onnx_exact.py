@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .onnx_fuse import drop_unused_initializers, fuse_sibling_matmuls
+from .onnx_fuse import drop_unused_initializers, fuse_sibling_matmuls, save_model
 
 BLOCK = 32
 SHORTLIST = 64  # output-layer logits per position recomputed from the 8-bit rows
@@ -303,11 +303,8 @@ def apply(model_dir: Path, gguf_path: Path, reference_dir: Path,
     graph.node.extend(nodes)
     counts["fused"] = fuse_sibling_matmuls(graph) if fuse else 0
     drop_unused_initializers(graph)
-    # Every tensor is in memory now; the data file is written anew (onnx appends to an existing one).
     # The whole folder is a work folder that is renamed into the cache only once complete.
-    (model_dir / "model.onnx.data").unlink()
-    onnx.save(model, str(model_dir / "model.onnx"), save_as_external_data=True,
-              location="model.onnx.data")
+    save_model(model, model_dir)
     return counts
 
 

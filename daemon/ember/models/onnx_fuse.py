@@ -77,10 +77,18 @@ def fuse_saved_model(model_dir: Path) -> int:
 
     model = onnx.load(str(model_dir / "model.onnx"))
     gone = fuse_sibling_matmuls(model.graph)
-    if gone:  # onnx appends to an existing data file: write it anew
-        (model_dir / "model.onnx.data").unlink()
-        onnx.save(model, str(model_dir / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
+    if gone:
+        save_model(model, model_dir)
     return gone
+
+
+def save_model(model, model_dir: Path) -> None:
+    """Write `model` (every tensor in memory) over model.onnx and model.onnx.data in `model_dir`. The
+    data file is written anew: onnx would append to an existing one."""
+    import onnx
+
+    (model_dir / "model.onnx.data").unlink(missing_ok=True)
+    onnx.save(model, str(model_dir / "model.onnx"), save_as_external_data=True, location="model.onnx.data")
 
 
 def _rows(node) -> int:
