@@ -4,14 +4,15 @@ of it (models/onnx_exact.py), side by side in one run.
     python bench/exact_cost.py [--threads 1] [--rounds 5] [--tokens 128]
 
 Variants (written under the cache's bench/ folder, made anew for each conversion of the default):
-- default: the GGUF's Q4_1 layers with integer zero points and their remainders as two 4-bit
-  digits, the output layer read at 4 bits with each position's top logits recomputed from its Q8_0
+- default: the GGUF's Q4_1 layers with integer zero points and their remainders as one 4-bit
+  digit, the output layer read at 4 bits with each position's top logits recomputed from its Q8_0
   rows (the shortlist);
 - remainders as a float32 product: the same zero points, the remainders exact, as a second product
   per layer (the layout before the digits);
 - projections not fused: the MLP's gate and up projections as two operators, not one
   (models/onnx_fuse.py);
-- one remainder digit;
+- two remainder digits: the second carries what the first left over (the default until
+  converter version 5);
 - no remainders: the float32 product's variant without it, so every Q4_1 block is off by its
   remainder: inexact, a bound on what the remainders cost;
 - 8-bit output layer: the Q8_0 rows as the whole output layer, no shortlist (bit-exact logits);
@@ -117,8 +118,7 @@ def mapped(builder_int4: Path, gguf: Path, reference: Path, out: Path, digits: i
         return out
     with atomic_folder(out) as work:
         shutil.copytree(builder_int4, work, dirs_exist_ok=True)
-        # Fewer digits fit worse than Ember accepts: that loss is what this variant measures.
-        apply(work, gguf, reference, digits, tolerance=1.0, fuse=fuse)
+        apply(work, gguf, reference, digits, fuse=fuse)
     return out
 
 
@@ -185,10 +185,10 @@ def main() -> None:
     export = builder_export(rtn_source(folder), where / "builder-int4")
     exact = mapped(export, gguf, folder, where / "float-remainders", 0)
     folders = {
-        "default (2 remainder digits, shortlist)": default,
+        "default (1 remainder digit, shortlist)": default,
         "remainders as a float32 product (exact)": exact,
         "projections not fused": mapped(export, gguf, folder, where / "not-fused", 2, fuse=False),
-        "1 remainder digit": mapped(export, gguf, folder, where / "one-digit", 1),
+        "2 remainder digits": mapped(export, gguf, folder, where / "two-digits", 2),
         "no remainders (inexact)": variant(exact, where / "no-remainders", no_remainders),
         "8-bit output layer": variant(default, where / "output-8bit", lambda g: without_shortlist(g, True)),
         "4-bit output layer, no shortlist": variant(default, where / "output-4bit",
@@ -211,8 +211,8 @@ def main() -> None:
             rates[name].append(ember_decode_rate(engine, prompt, args.tokens))
     quality = {name: accuracy(engine, ids, reference_logits) for name, engine in engines.items()}
 
-    base_rate = statistics.median(rates["default (2 remainder digits, shortlist)"])
-    base_ppl = quality["default (2 remainder digits, shortlist)"][0]
+    base_rate = statistics.median(rates["default (1 remainder digit, shortlist)"])
+    base_ppl = quality["default (1 remainder digit, shortlist)"][0]
     ref_ppl = decode.perplexity_of(reference_logits, ids)
     print(f"## bench/exact_cost.py, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(began))}\n")
     print(f"{args.threads} thread(s), {args.tokens} tokens after a {len(prompt)}-token prompt, median of "

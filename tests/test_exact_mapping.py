@@ -26,15 +26,21 @@ def test_zero_points_leave_a_remainder_of_at_most_half_a_step():
     assert z.min() >= 0 and z.max() <= 15
 
 
+def off_by(blocks: Blocks, r: np.ndarray, count: int) -> float:
+    """How far `count` digits carry the remainders r, at worst, in the row's largest steps."""
+    q, d = onnx_exact._digits(r, count)
+    return float((np.abs(r - onnx_exact._undigit(q, d, r.shape[1])) / blocks.d.max(axis=1, keepdims=True)).max())
+
+
 def test_each_digit_carries_what_the_one_before_left_over():
     blocks = q4_1_blocks()
     _, r = onnx_exact._zero_points(blocks)
-    worst = []
     for count in (1, 2, 3):
         q, d = onnx_exact._digits(r, count)
         assert q.shape == (r.shape[0], count, BLOCK) and d.shape == (r.shape[0], count)  # 18 sums: 1 block each
         assert q.min() >= 0 and q.max() <= 15
-        worst.append(float((np.abs(r - onnx_exact._undigit(q, d, r.shape[1])) / blocks.d).max()))
+    worst = [off_by(blocks, r, count) for count in (1, 2, 3)]
+    assert worst[0] <= 1 / 28 + 1e-6  # half a step of a scale that puts half the largest step at 7
     assert worst[1] < worst[0] / 4 and worst[2] < worst[1] / 4
     assert worst[onnx_exact.REMAINDER_DIGITS - 1] <= onnx_exact.REMAINDER_TOLERANCE
 
@@ -47,13 +53,22 @@ def test_wide_layers_take_one_digit_block_per_32_sums():
     assert np.abs(r - onnx_exact._undigit(q, d, 48)).max() < blocks.d.min() * onnx_exact.REMAINDER_TOLERANCE
 
 
-def test_remainders_that_two_digits_cannot_carry_stop_the_mapping():
+def test_a_tiny_step_is_no_reason_to_refuse_the_mapping():
+    """A block whose step is far below the others' has a remainder as small: its absolute error,
+    which is what reaches the product, stays within the row's."""
     blocks = q4_1_blocks(rows=4)
-    blocks.d[:, 0] = 1e-6  # one block's step far below the others': its remainder is lost in theirs
+    blocks.d[:, 0], blocks.m[:, 0] = 1e-6, -7.6e-6
     _, r = onnx_exact._zero_points(blocks)
-    r[:, 1] = 0.5  # and another's minimum far from any zero point (-m/d outside 0..15)
-    q, d = onnx_exact._digits(r, 2)
-    with pytest.raises(ExactMappingError, match="remainders off by"):
+    q, d = onnx_exact._digits(r, onnx_exact.REMAINDER_DIGITS)
+    onnx_exact._check_remainders("layer", blocks, r - onnx_exact._undigit(q, d, r.shape[1]))
+
+
+def test_a_minimum_beyond_the_zero_points_reach_stops_the_mapping():
+    blocks = q4_1_blocks(rows=4)
+    _, r = onnx_exact._zero_points(blocks)
+    r[:, 1] = 0.5  # -m/d far outside 0..15: a remainder of many steps, which coarsens the others' digit
+    q, d = onnx_exact._digits(r, onnx_exact.REMAINDER_DIGITS)
+    with pytest.raises(ExactMappingError, match="remainders off by .* of the row's largest step"):
         onnx_exact._check_remainders("layer", blocks, r - onnx_exact._undigit(q, d, r.shape[1]))
 
 

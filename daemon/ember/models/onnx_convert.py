@@ -35,7 +35,7 @@ from .cache import atomic_folder, cached_digest, entry_lock
 
 log = logging.getLogger(__name__)
 
-CONVERTER_VERSION = 4  # bump when the output of a conversion changes
+CONVERTER_VERSION = 5  # bump when the output of a conversion changes
 MARKER = "ember-onnx.json"
 PRECISIONS = ("int4", "int8", "float32")
 _BUILDER_PRECISION = {"int4": "int4", "int8": "int8", "float32": "fp32"}
@@ -274,7 +274,7 @@ def child_main(argv: list[str] | None = None) -> int:
         method = f"{EXACT_METHOD}: {counts['copied']} 4-bit layers, {counts['eight_bit']} 8-bit"
         if counts["with_remainders"]:
             method += (f"; {counts['with_remainders']} Q4_1 layers with integer zero points and their remainders "
-                       f"as {REMAINDER_DIGITS} 4-bit digits")
+                       f"as {REMAINDER_DIGITS} 4-bit digit{'s' if REMAINDER_DIGITS > 1 else ''}")
         if counts["fused"]:
             method += f"; {counts['fused']} projections fused with another that reads the same input"
         if counts["shortlist"]:

@@ -10,13 +10,14 @@ blocks already, and rounding them again loses accuracy (SmolLM2's Q4_1: perplexi
   (float zero points ran 40x slower). It is written as w = d*(q - z) + r: z the integer zero point
   nearest -m/d, which the kernels take, and a remainder r = m + d*z of at most half a step. Since
   r is constant over a block, its share of the product is S(x) @ r, S(x) the sums of x over each
-  32-wide block. Those sums are appended to the layer's input and r to its weights as REMAINDER_DIGITS
-  extra 4-bit blocks, each digit carrying what the one before left over, so one MatMulNBits still
-  computes the whole layer. Two digits carry every remainder of SmolLM2's GGUF to within 3% of
-  its block's step (0.1% on average); a GGUF whose remainders fit worse than REMAINDER_TOLERANCE
-  is not mapped. A float32 product for r (`digits=0`) is exact but a second pass per layer: 13 MB
-  more per token in 150 small products, where the digits add 8.6 MB inside the layers' own; the
-  digits decode 8-19% faster on two threads (docs/engines.md).
+  32-wide block. Those sums are appended to the layer's input and r to its weights as
+  REMAINDER_DIGITS extra 4-bit digits (each carrying what the one before left over), so one
+  MatMulNBits still computes the whole layer. One digit carries every remainder of SmolLM2's GGUF
+  to within 3.6% of its row's largest step (1.3% on average); a second would cut that to 0.3% but
+  costs a block and an operator per layer input, 7% of decode speed on two threads for a
+  perplexity change within noise (docs/engines.md). A GGUF whose remainders fit worse than
+  REMAINDER_TOLERANCE is not mapped. A float32 product for r (`digits=0`) is exact but a second
+  pass per layer: 13 MB more per token in 150 small products.
 
 Each GGUF tensor is dequantized and compared with the float weights that transformers read from
 the same GGUF; any difference aborts (ExactMappingError), so a wrong layout can never be used.
@@ -43,8 +44,8 @@ from .onnx_fuse import drop_unused_initializers, fuse_sibling_matmuls, save_mode
 BLOCK = 32
 SHORTLIST = 64  # output-layer logits per position recomputed from the 8-bit rows
 SHORTLIST_BLOCK = 64  # block size of the 4-bit output layer that picks them
-REMAINDER_DIGITS = 2  # 4-bit digits per Q4_1 remainder: within 3% of a step on SmolLM2
-REMAINDER_TOLERANCE = 1 / 16  # of a block's step: a worse fit is no mapping of the GGUF
+REMAINDER_DIGITS = 1  # 4-bit digits per Q4_1 remainder (docs/engines.md: why one)
+REMAINDER_TOLERANCE = 1 / 16  # of the largest step in a row: a worse fit is no mapping of the GGUF
 SUPPORTED_TYPES = {"Q4_0", "Q4_1", "Q8_0"}
 SUPPORTED_ARCHS = {"llama"}
 _LAYER_NODE = re.compile(r"^/model/layers\.(\d+)/(?:attn|mlp)/(\w+)/MatMul")
@@ -207,17 +208,19 @@ def apply(model_dir: Path, gguf_path: Path, reference_dir: Path,
         return sums
 
     def with_sums(x: str, k: int) -> str:
-        """`x` followed by its block sums, padded to whole blocks, once per remainder digit: the
-        input of the Q4_1 layers that read x."""
+        """`x` followed by its block sums once per remainder digit: the input of the Q4_1 layers
+        that read x. Each digit starts a block, so the sums are padded to whole blocks, except
+        after the last digit: MatMulNBits pads a partial last block itself (one operator less)."""
         out = f"ember/{x}/with_sums"
         if out not in made:
-            pads = f"ember/{x}/pads"
-            width = -(-(k // BLOCK) // BLOCK) * BLOCK
-            graph.initializer.append(
-                numpy_helper.from_array(np.array([0, 0, 0, 0, 0, width - k // BLOCK], dtype=np.int64), pads))
-            nodes.extend([
-                helper.make_node("Pad", [block_sums(x, k), pads], [f"ember/{x}/padded_sums"]),
-                helper.make_node("Concat", [x] + [f"ember/{x}/padded_sums"] * digits, [out], axis=-1)])
+            sums = block_sums(x, k)
+            padded = []
+            if digits > 1:
+                pads, padded = f"ember/{x}/pads", [f"ember/{x}/padded_sums"] * (digits - 1)
+                graph.initializer.append(numpy_helper.from_array(
+                    np.array([0, 0, 0, 0, 0, _whole_blocks(k // BLOCK) - k // BLOCK], dtype=np.int64), pads))
+                nodes.append(helper.make_node("Pad", [sums, pads], [padded[0]]))
+            nodes.append(helper.make_node("Concat", [x, *padded, sums], [out], axis=-1))
             made.add(out)
         return out
 
@@ -295,7 +298,7 @@ def apply(model_dir: Path, gguf_path: Path, reference_dir: Path,
                 nodes.extend(_float_remainders(graph, node, remainders, sums))
                 continue
             node.input[0] = with_sums(node.input[0], k)
-            attrs["K"].i = k + digits_d.shape[1] * BLOCK
+            attrs["K"].i = k + (digits - 1) * _whole_blocks(k // BLOCK) + k // BLOCK
         nodes.append(node)
 
     _map_embedding(graph, lm_head, table)
@@ -366,12 +369,17 @@ def _zero_points(blocks: Blocks) -> tuple[np.ndarray, np.ndarray]:
     return z.astype(np.uint8), m + d * z
 
 
+def _whole_blocks(n: int) -> int:
+    """n columns rounded up to whole blocks."""
+    return -(-n // BLOCK) * BLOCK
+
+
 def _digits(r: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
     """[rows, n] remainders as `count` 4-bit digits over blocks of 32 (n padded with zeros), each
     digit carrying what the ones before left over: values 0..15 around 8, [rows, count*blocks, 32],
     and float32 scales [rows, count*blocks]."""
     rows, n = r.shape
-    width = -(-n // BLOCK) * BLOCK
+    width = _whole_blocks(n)
     rest = np.zeros((rows, width))
     rest[:, :n] = r
     qs, scales = [], []
@@ -399,11 +407,16 @@ def _undigit(q: np.ndarray, d: np.ndarray, n: int) -> np.ndarray:
 
 def _check_remainders(name: str, blocks: Blocks, error: np.ndarray,
                       tolerance: float = REMAINDER_TOLERANCE) -> None:
-    """Every block's remainder must be carried to within `tolerance` of its step."""
-    step = np.maximum(blocks.d, 1e-3 * blocks.d.mean(axis=1, keepdims=True))
-    worst = float((np.abs(error) / step).max()) if error.size else 0.0
+    """Every remainder must be carried to within `tolerance` of the largest step in its row.
+
+    What reaches the product is a remainder's absolute error (times its block's input sum), so it
+    is measured against the row's coarsest step, not its own block's: a block with a tiny step
+    has a tiny remainder. One digit carries remainders of at most half a step to within 1/28 of
+    the row's largest step; it fails where a minimum lies far outside the zero points' reach."""
+    step = blocks.d.max(axis=1, keepdims=True)
+    worst = float((np.abs(error) / np.maximum(step, 1e-12)).max()) if error.size else 0.0
     if worst > tolerance:
-        raise ExactMappingError(f"{name}: Q4_1 remainders off by {worst:.2f} of a step")
+        raise ExactMappingError(f"{name}: Q4_1 remainders off by {worst:.2f} of the row's largest step")
 
 
 def _pack(q: np.ndarray) -> np.ndarray:
