@@ -171,6 +171,7 @@ def main() -> None:
     from ember.engines.onnx_engine import OnnxRuntimeEngine
     from ember.models import onnx_convert
     from ember.models.gguf import ensure_converted
+    from ember.models.onnx_exact import REMAINDER_DIGITS
     from ember.models.sources import smollm2_package_gguf
     from generation import DECODE_PROMPT, Ctx, ember_decode_rate, rtn_source
 
@@ -187,7 +188,7 @@ def main() -> None:
     folders = {
         "default (1 remainder digit, shortlist)": default,
         "remainders as a float32 product (exact)": exact,
-        "projections not fused": mapped(export, gguf, folder, where / "not-fused", 2, fuse=False),
+        "projections not fused": mapped(export, gguf, folder, where / "not-fused", REMAINDER_DIGITS, fuse=False),
         "2 remainder digits": mapped(export, gguf, folder, where / "two-digits", 2),
         "no remainders (inexact)": variant(exact, where / "no-remainders", no_remainders),
         "8-bit output layer": variant(default, where / "output-8bit", lambda g: without_shortlist(g, True)),

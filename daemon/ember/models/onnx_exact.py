@@ -13,11 +13,11 @@ blocks already, and rounding them again loses accuracy (SmolLM2's Q4_1: perplexi
   32-wide block. Those sums are appended to the layer's input and r to its weights as
   REMAINDER_DIGITS extra 4-bit digits (each carrying what the one before left over), so one
   MatMulNBits still computes the whole layer. One digit carries every remainder of SmolLM2's GGUF
-  to within 3.6% of its row's largest step (1.3% on average); a second would cut that to 0.3% but
-  costs a block and an operator per layer input, 7% of decode speed on two threads for a
-  perplexity change within noise (docs/engines.md). A GGUF whose remainders fit worse than
-  REMAINDER_TOLERANCE is not mapped. A float32 product for r (`digits=0`) is exact but a second
-  pass per layer: 13 MB more per token in 150 small products.
+  to within 3.6% of its row's largest step (1.3% on average); a second would cut that to 0.08% but
+  costs a block and an operator per layer input (one digit decodes 1.01-1.07x faster on two
+  threads) for a perplexity change within noise (docs/engines.md). A GGUF whose remainders fit
+  worse than REMAINDER_TOLERANCE is not mapped. A float32 product for r (`digits=0`) is exact but
+  a second pass per layer: 13 MB more per token in 150 small products.
 
 Each GGUF tensor is dequantized and compared with the float weights that transformers read from
 the same GGUF; any difference aborts (ExactMappingError), so a wrong layout can never be used.
