@@ -149,8 +149,30 @@ class SharedSettings(Section):
     socket_dir: str | None = Field(default=None, description="folder of the shared daemon's socket")
 
 
+class CompletionSettings(Section):
+    cut: bool = Field(default=True, description=(
+        "end inline completions where the syntax at the cursor says and keep the file parseable "
+        "(a request's `cut` overrides it)"))
+    max_time_ms: int = Field(default=0, ge=0, description=(
+        "default time budget of an inline completion: past it, generation stops at the next line "
+        "end (0: none; a request's `max_time_ms` overrides it)"))
+    context: bool = Field(default=True, description=(
+        "put workspace context that clients send (`context/add`) before an inline completion's prefix"))
+    context_tokens: int = Field(default=1024, ge=0, le=32768, description=(
+        "tokens of workspace context at most, per request"))
+    context_chunks: int = Field(default=16, ge=1, le=256, description=(
+        "chunks kept per client; the oldest is evicted first"))
+    stats: bool = Field(default=True, description=(
+        "keep acceptance figures (shown, accepted, dismissed, latency) in memory and under the "
+        "state folder; never sent anywhere (`ember stats`)"))
+    stats_file: str = Field(
+        default_factory=lambda: str(xdg_dir("XDG_STATE_HOME", ".local/state") / "ember" / "stats.json"),
+        description="where acceptance figures are kept")
+
+
 class Settings(Section):
     daemon: DaemonSettings = Field(default_factory=DaemonSettings)
+    completion: CompletionSettings = Field(default_factory=CompletionSettings)
     models: dict[str, ModelSettings] = Field(default_factory=lambda: {"default": ModelSettings()})
     tasks: TaskSettings = Field(default_factory=TaskSettings)
     shared: SharedSettings = Field(default_factory=SharedSettings)

@@ -17,6 +17,7 @@ from typing import (
 from typing_extensions import TypedDict
 
 FinishReason = Literal["stop", "length"]
+CompleteFinishReason = Literal["stop", "length", "cut", "time"]
 ProgressPhase = Literal["download", "convert", "load", "quantize", "ready", "error"]
 ClassifyMethod = Literal["loglikelihood", "first-token-logprobs", "generated-answer", "classifier",
                          "zero-shot-nli"]
@@ -29,6 +30,10 @@ class Usage(TypedDict):
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: NotRequired[Annotated[int, "complete: prompt tokens whose KV state was reused"]]
+    typed_through: NotRequired[Annotated[int, (
+        "complete: characters of an earlier completion (same supersede key) that the user typed; "
+        "the text is that completion's rest, with no new prefill")]]
+    context_tokens: NotRequired[Annotated[int, "complete: workspace context tokens before the prefix"]]
 
 
 class Timings(TypedDict):
@@ -183,10 +188,25 @@ class FimInfo(TypedDict):
     truncated: Annotated[bool, "prefix or suffix was cut to fit the context"]
 
 
+class CutInfo(TypedDict):
+    """How an inline completion was ended (complete with prefix)."""
+
+    mode: Annotated[Literal["line", "block", "lines"], (
+        "line: finish the cursor's statement; block: the block the cursor opens or is in, ended by "
+        "indentation; lines: lines up to a blank line")]
+    parser: Annotated[Literal["tree-sitter", "indentation"], "what checked the result: a grammar, or indentation and brackets"]
+    language: str | None
+    rules: Annotated[list[str], "the rules that changed the model's text, in the order they fired"]
+
+
 class CompleteResult(TypedDict):
     text: str
-    finish_reason: FinishReason
+    finish_reason: Annotated[CompleteFinishReason, (
+        "stop: an end token or stop sequence; length: max_tokens; cut: the cut ended it; "
+        "time: max_time_ms ran out")]
+    completion_id: NotRequired[Annotated[str, "with prefix: names this completion in completion/feedback"]]
     fim: NotRequired[FimInfo]
+    cut: NotRequired[CutInfo]
     first_token_ms: NotRequired[Annotated[float, "from the start of the run to the first token"]]
     model: str
     usage: Usage

@@ -113,7 +113,24 @@ class CompleteParams(GenerationOptions):
     supersede: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
         default=None, description=(
             "a key such as the document URI: a later `complete` from this client with the same key "
-            "cancels this one (it gets -32800), queued or running"))
+            "cancels this one (it gets -32800), queued or running; if the new prefix only adds "
+            "text that the earlier completion starts with, the answer is that completion's rest "
+            "(typing through)"))
+    language: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
+        default=None, description=(
+            "the document's language id (VS Code's languageId or Neovim's filetype): picks the "
+            "parser that the cut checks completions with"))
+    path: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        default=None, description="the document's path or URI: names the file in workspace context")
+    max_time_ms: Annotated[int, Field(ge=1, le=600000)] | None = Field(
+        default=None, description=(
+            "time budget: past it, generation stops at the next line end (finish_reason `time`)"))
+    cut: bool = Field(default=True, description=(
+        "with prefix: end the completion where the syntax at the cursor says (one line or one "
+        "block), drop fences, preambles and repeats, and keep the file parseable; false returns "
+        "the model's text as generated"))
+    context: bool = Field(default=True, description=(
+        "with prefix: put this client's workspace context (`context/add`) before the prefix"))
 
 
 class SummarizeParams(GenerationOptions):
@@ -156,6 +173,32 @@ class EntitiesParams(Params):
     text: str = Field(description="the text to search for entities")
     model: str | None = Field(default=None, description="configured model name (default: tasks.entities)")
     priority: Priority = None
+
+
+class ContextChunk(Params):
+    """A piece of text from the workspace: a file opened, edited or saved, or text yanked/copied."""
+
+    text: Annotated[str, Field(min_length=1)] = Field(description="the text (large chunks are trimmed)")
+    path: Annotated[str, Field(min_length=1, max_length=4096)] | None = Field(
+        default=None, description="the file it comes from (path or URI)")
+    kind: Literal["open", "edit", "save", "yank", "copy"] = Field(default="edit", description="how the user met it")
+
+
+class ContextAddParams(Params):
+    """Chunks for this client's workspace context ring (a notification: no reply)."""
+
+    chunks: list[ContextChunk] = Field(max_length=64, description="newest last")
+
+
+class CompletionFeedbackParams(Params):
+    """What the user did with a completion (a notification: no reply); kept locally, never sent."""
+
+    completion_id: Annotated[str, Field(min_length=1, max_length=64)] = Field(
+        description="the `completion_id` of a `complete` result")
+    event: Literal["shown", "accepted", "partial", "dismissed"] = Field(description=(
+        "shown in the editor; accepted whole; partly accepted (a word or a line); dismissed"))
+    accepted_chars: Annotated[int, Field(ge=0)] | None = Field(
+        default=None, description="with accepted or partial: characters accepted")
 
 
 class ModelParams(Params):
@@ -202,7 +245,12 @@ METHODS: dict[str, Method] = {
 
 STREAM = "ember/stream"
 PROGRESS = "ember/progress"
-NOTIFICATIONS_IN = ("$/cancelRequest", "exit")
+CONTEXT_ADD = "context/add"
+COMPLETION_FEEDBACK = "completion/feedback"
+NOTIFICATIONS_IN = ("$/cancelRequest", "exit", CONTEXT_ADD, COMPLETION_FEEDBACK)
+# Params of the notifications a client sends that carry data (validated like a request's params).
+NOTIFICATION_PARAMS: dict[str, type[Params]] = {
+    CONTEXT_ADD: ContextAddParams, COMPLETION_FEEDBACK: CompletionFeedbackParams}
 NOTIFICATIONS_OUT: dict[str, Any] = {STREAM: r.StreamParams, PROGRESS: r.ProgressParams}
 CHECK_RESULTS_ENV = "EMBER_CHECK_RESULTS"
 

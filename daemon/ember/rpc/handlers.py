@@ -21,9 +21,14 @@ from ..tasks import TASKS
 from ..tasks.base import RunContext
 from ..tasks.tokenize import detokenize, tokenize
 from ..wire import (
+    COMPLETION_FEEDBACK,
+    CONTEXT_ADD,
     METHODS,
+    NOTIFICATION_PARAMS,
     PROGRESS,
     STREAM,
+    CompletionFeedbackParams,
+    ContextAddParams,
     DetokenizeParams,
     InitializeParams,
     ModelParams,
@@ -198,3 +203,21 @@ def build_handlers(service: Service, on_initialize: Callable[[InitializeParams],
         return handler
 
     return {method: bind(method, impl) for method, impl in impls.items()}
+
+
+def build_notification_handlers(service: Service) -> dict[str, Callable[[Any, Any], None]]:
+    """Notification name -> handler(validated params, the client's protocol). Run on the event loop:
+    each only records what the client sent."""
+
+    def context_add(p: ContextAddParams, client: Any) -> None:
+        service.workspace.add(client, p.chunks)
+
+    def completion_feedback(p: CompletionFeedbackParams, client: Any) -> None:
+        service.stats.feedback(client, p)
+
+    impls: dict[str, Callable[[Any, Any], None]] = {
+        CONTEXT_ADD: context_add,
+        COMPLETION_FEEDBACK: completion_feedback,
+    }
+    assert set(impls) == set(NOTIFICATION_PARAMS), "NOTIFICATION_PARAMS and handlers disagree"
+    return impls

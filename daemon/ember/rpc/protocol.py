@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+from pydantic import ValidationError
 from pygls.exceptions import JsonRpcException, JsonRpcMethodNotFound
 from pygls.protocol import JsonRPCProtocol
 
@@ -35,7 +36,14 @@ from ..errors import (
     RequestCancelled,
     ShuttingDown,
 )
-from ..wire import CHECK_RESULTS_ENV, METHODS, NOTIFICATIONS_OUT, check_payload, valid_request_id
+from ..wire import (
+    CHECK_RESULTS_ENV,
+    METHODS,
+    NOTIFICATION_PARAMS,
+    NOTIFICATIONS_OUT,
+    check_payload,
+    valid_request_id,
+)
 from .nesting import MAX_DEPTH, cut_deep, holds_marker
 
 log = logging.getLogger(__name__)
@@ -150,10 +158,12 @@ def _same_id(a: Any, b: Any) -> bool:
 class EmberProtocol(JsonRPCProtocol):
     """One client connection's protocol state. Handlers (the feature manager) may be shared."""
 
-    def __init__(self, server, converter, features=None):
+    def __init__(self, server, converter, features=None, notifications=None):
         super().__init__(server, converter)
         if features is not None:
             self.fm = features
+        # Data notifications (wire.NOTIFICATION_PARAMS): method -> handler(validated params, self).
+        self.notifications: dict[str, Callable[[Any, EmberProtocol], None]] = notifications or {}
         self._write: Callable[[bytes], None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -296,8 +306,26 @@ class EmberProtocol(JsonRPCProtocol):
         elif method == EXIT:
             if self.on_exit:
                 self.on_exit(0 if self.shutdown_requested else 1)
-        elif not self.shutdown_requested:
+        elif self.shutdown_requested:
+            return
+        elif method in self.notifications:
+            self._data_notification(method, params)
+        else:
             contextvars.copy_context().run(self._handle_notification, method, params)
+
+    def _data_notification(self, method: str, raw: Any) -> None:
+        """Validate and hand on a notification that carries data. It has no reply, so a bad one
+        is logged and dropped."""
+        spec = NOTIFICATION_PARAMS[method]
+        try:
+            params = spec.model_validate(raw if raw is not None else {})
+        except ValidationError as exc:
+            log.warning("Dropping %s: %s", method, str(exc).splitlines()[0:3])
+            return
+        try:
+            self.notifications[method](params, self)
+        except Exception:  # noqa: BLE001 - a notification must never take the connection down
+            log.exception("Could not handle %s", method)
 
     def _cancel(self, params: Any) -> None:
         if not isinstance(params, dict) or "id" not in params:

@@ -9,7 +9,7 @@ from pygls.server import JsonRPCServer
 
 from ..service import Service
 from ..wire import InitializeParams
-from .handlers import build_handlers
+from .handlers import build_handlers, build_notification_handlers
 from .protocol import EmberProtocol
 
 
@@ -17,9 +17,11 @@ def build_server(service: Service, on_initialize: Callable[[InitializeParams], N
     server = JsonRPCServer(EmberProtocol, default_converter)
     for method, handler in build_handlers(service, on_initialize).items():
         server.feature(method)(handler)
+    server.protocol.notifications = build_notification_handlers(service)
     return server
 
 
 def new_connection(server: JsonRPCServer) -> EmberProtocol:
     """A protocol for one more client (shared daemon), with the same handlers."""
-    return EmberProtocol(server, default_converter(), features=server.protocol.fm)
+    return EmberProtocol(server, default_converter(), features=server.protocol.fm,
+                         notifications=server.protocol.notifications)
