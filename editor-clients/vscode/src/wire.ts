@@ -80,14 +80,28 @@ export interface CompleteParams extends GenerationOptions {
   prefix?: string | null;
   /** text after the cursor (fill in the middle) */
   suffix?: string | null;
-  /** a key such as the document URI: a later `complete` from this client with the same key cancels this one (it gets -32800), queued or running */
+  /** a key such as the document URI: a later `complete` from this client with the same key cancels this one (it gets -32800), queued or running; if the new prefix only adds text that the earlier completion starts with, the answer is that completion's rest (typing through) */
   supersede?: string | null;
+  /** the document's language id (VS Code's languageId or Neovim's filetype): picks the parser that the cut checks completions with */
+  language?: string | null;
+  /** the document's path or URI: names the file in workspace context */
+  path?: string | null;
+  /** time budget: past it, generation stops at the next line end (finish_reason `time`) */
+  max_time_ms?: number | null;
+  /** with prefix: end the completion where the syntax at the cursor says (one line or one block), drop fences, preambles and repeats, and keep the file parseable; false returns the model's text as generated */
+  cut?: boolean;
+  /** with prefix: put this client's workspace context (`context/add`) before the prefix */
+  context?: boolean;
 }
 
 export interface CompleteResult {
   text: string;
-  finish_reason: 'stop' | 'length';
+  /** stop: an end token or stop sequence; length: max_tokens; cut: the cut ended it; time: max_time_ms ran out */
+  finish_reason: 'stop' | 'length' | 'cut' | 'time';
+  /** with prefix: names this completion in completion/feedback */
+  completion_id?: string;
   fim?: FimInfo;
+  cut?: CutInfo;
   /** from the start of the run to the first token */
   first_token_ms?: number;
   model: string;
@@ -303,11 +317,26 @@ export interface FimInfo {
   truncated: boolean;
 }
 
+/** How an inline completion was ended (complete with prefix). */
+export interface CutInfo {
+  /** line: finish the cursor's statement; block: the block the cursor opens or is in, ended by indentation; lines: lines up to a blank line */
+  mode: 'line' | 'block' | 'lines';
+  /** what checked the result: a grammar, or indentation and brackets */
+  parser: 'tree-sitter' | 'indentation';
+  language: string | null;
+  /** the rules that changed the model's text, in the order they fired */
+  rules: string[];
+}
+
 export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
   /** complete: prompt tokens whose KV state was reused */
   cached_tokens?: number;
+  /** complete: characters of an earlier completion (same supersede key) that the user typed; the text is that completion's rest, with no new prefill */
+  typed_through?: number;
+  /** complete: workspace context tokens before the prefix */
+  context_tokens?: number;
 }
 
 export interface Timings {
