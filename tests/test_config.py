@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -145,3 +146,38 @@ def test_ember_config_says_when_no_token_is_set(tmp_path):
     listing = describe_effective(_load(tmp_path, REMOTE))
     assert "# auth: no token ($HF_TOKEN is not set)" in listing
     assert "base_url" not in listing.split("[models.default]")[1]  # remote-only keys: remote models
+
+
+# -- adding a model keeps the built-in default (issue 22) -------------------------------------
+
+ONE_EXTRA = ('[models.server]\nengine = "remote"\nbase_url = "http://gpu-box:8080/v1"\n'
+             '[tasks]\ntranslate = "server"\n')
+
+
+def test_adding_a_model_keeps_the_built_in_default(tmp_path):
+    s = _load(tmp_path, ONE_EXTRA).settings
+    assert list(s.models) == ["default", "server"]
+    assert s.models["default"] == load_config(environ={"XDG_CONFIG_HOME": str(tmp_path)}).settings.models["default"]
+    assert s.tasks.translate == "server" and s.tasks.complete == "default"
+    # The same through the environment alone.
+    env = {"XDG_CONFIG_HOME": str(tmp_path), "EMBER_MODELS__SERVER__ENGINE": "remote",
+           "EMBER_MODELS__SERVER__BASE_URL": "http://gpu-box/v1", "EMBER_TASKS__SUMMARIZE": "server"}
+    assert sorted(load_config(environ=env).settings.models) == ["default", "server"]
+
+
+def test_a_redefined_default_is_the_users(tmp_path):
+    s = _load(tmp_path, '[models.default]\nsource = "org/other"\nquantization = "none"\n'
+                        '[models.extra]\nsource = "org/extra"\n').settings
+    assert (s.models["default"].source, s.models["default"].quantization) == ("org/other", "none")
+    assert sorted(s.models) == ["default", "extra"]
+
+
+def test_serve_starts_with_one_extra_model_and_uses_the_default(tmp_path, daemon_env):
+    cfg = tmp_path / "one-extra.toml"
+    cfg.write_text(ONE_EXTRA)
+    request = b'{"jsonrpc":"2.0","id":1,"method":"tokenize","params":{"text":"hello world"}}\n'
+    done = subprocess.run([EMBER, "serve", "--config", str(cfg)], input=request, capture_output=True,
+                          env=daemon_env, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    reply = json.loads(done.stdout)
+    assert reply["result"]["count"] == 2 and reply["result"]["model"] == "default"

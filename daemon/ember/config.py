@@ -283,6 +283,7 @@ def load_config(
             _set(tree, dotted, value)
             sources[dotted] = origin
 
+    _keep_default_model(tree)
     _refuse_secrets(tree, sources)
     try:
         settings = Settings.model_validate(tree)
@@ -302,6 +303,14 @@ def load_config(
             token = remote_token(model, environ)
             auth[name] = (token_env(model), mask_secret(token) if token else None)
     return LoadedConfig(settings, sources, cfg_path if cfg_path.is_file() else None, auth)
+
+
+def _keep_default_model(tree: dict[str, Any]) -> None:
+    """A config that adds models keeps the built-in `default` (every task's model unless routed
+    elsewhere) unless it defines `[models.default]` itself."""
+    models = tree.get("models")
+    if isinstance(models, dict) and "default" not in models:
+        tree["models"] = {"default": {}, **models}  # first, where the built-in one stands
 
 
 def _refuse_secrets(tree: dict[str, Any], sources: dict[str, str]) -> None:
