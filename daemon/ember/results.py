@@ -277,6 +277,42 @@ class WorkerInfo(TypedDict):
     jobs_done: int
 
 
+class LatencyFigures(TypedDict):
+    """A latency histogram's percentiles (buckets 10% wide: within 5% of the true value)."""
+
+    samples: int
+    p50: Annotated[float | None, "ms; null without samples"]
+    p95: Annotated[float | None, "ms; null without samples"]
+
+
+class LanguageFigures(TypedDict):
+    """Inline completions of one language (or of all) and what users did with them."""
+
+    completions: int
+    empty: Annotated[int, "completions whose text was empty"]
+    typed_through: Annotated[int, "completions answered from an earlier one that the user typed"]
+    shown: Annotated[int, "completions shown (once each; an outcome implies shown)"]
+    accepted: Annotated[int, "accepted whole (each completion counts one outcome: its best)"]
+    partial: Annotated[int, "partly accepted, never whole"]
+    dismissed: int
+    accepted_chars: int
+    acceptance_rate: Annotated[float | None, "(accepted + partial) / shown; null before one was shown"]
+    first_token_ms: LatencyFigures
+    total_ms: LatencyFigures
+    rules: Annotated[dict[str, int], "the cut's rules: how many completions each changed, most first"]
+
+
+class CompletionFigures(TypedDict):
+    """Local acceptance figures of inline completions, never sent anywhere (`ember stats`)."""
+
+    enabled: Annotated[bool, "completion.stats: false counts nothing"]
+    since: Annotated[float | None, "when counting began (Unix seconds): the daemon's start in daemon/status"]
+    file: Annotated[str | None, "where they are kept (completion.stats_file)"]
+    total: LanguageFigures
+    languages: Annotated[dict[str, LanguageFigures], 'by the clients\' language id; "unknown": none was '
+                                                     "sent, or feedback named an unknown completion"]
+
+
 class StatusResult(TypedDict):
     version: str
     pid: int
@@ -291,6 +327,7 @@ class StatusResult(TypedDict):
     models: Annotated[list[LocalModel | RemoteModel], "the loaded models"]
     model_loads: int
     workers: list[WorkerInfo]
+    completions: NotRequired[Annotated[CompletionFigures, "this daemon's inline completions since it started"]]
 
 
 class ModelsListResult(TypedDict):

@@ -21,9 +21,11 @@ from .models.registry import Registry
 from .remote_worker import RemoteWorker
 from .scheduling import DAEMON
 from .sidepool import SidePool
+from .stats import CompletionStats
 from .tasks import TASKS
 from .tasks.base import RunContext
 from .worker import Worker
+from .workspace import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ class Service:
                                   blocked=lambda client: getattr(client, "output_congested", False))
         self.loop: asyncio.AbstractEventLoop | None = None
         self.device: str | None = None  # what `auto` resolves to, once the worker has looked
+        self.workspace = Workspace(settings.completion)  # each client's context ring (context/add)
+        self.stats = CompletionStats(settings.completion)  # acceptance figures (completion/feedback)
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -82,6 +86,13 @@ class Service:
         for w in self.workers:
             w.stop()
         self.side_pool.shutdown()
+        self.stats.close()
+
+    def client_gone(self, client: Any) -> None:
+        """A client disconnected: drop what was kept for it."""
+        self.connections.discard(client)
+        self.progress_sinks.pop(client, None)
+        self.workspace.forget(client)
 
     def _reap_interval(self) -> float:
         return max(1.0, min(60.0, self.settings.daemon.keep_alive_s / 4 or 1.0))
@@ -204,6 +215,7 @@ class Service:
             "model_loads": self.registry.loads,
             "workers": [{"device": w.device, "threads": w.threads, "queue_depth": w.queue_depth,
                          "jobs_done": w.jobs_done} for w in self.workers],
+            "completions": self.stats.summary(),
         }
 
     def _on_worker_ready(self) -> None:

@@ -1,4 +1,5 @@
-"""The `ember` command: `serve` and `config` here, the shared daemon's commands in cli/shared.py."""
+"""The `ember` command: `serve` and `config` here, the shared daemon's commands in cli/shared.py,
+`ember stats` in cli/stats.py."""
 
 from __future__ import annotations
 
@@ -84,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _extra_commands() -> list[Any]:
     """Subcommands that live in their own modules (the shared daemon and its clients)."""
     from .shared import register
+    from .stats import register as register_stats
 
-    return [register]
+    return [register, register_stats]
 
 
 def main(argv: list[str] | None = None) -> int:

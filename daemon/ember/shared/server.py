@@ -24,6 +24,7 @@ from ..config import LoadedConfig
 from ..transport import framing
 from ..transport.flow import Backpressure
 from ..transport.framing import FrameDecoder
+from ..transport.intake import Intake, IntakeGroup
 from .paths import InstanceLock, SharedPaths, UnsafeSocketDir, lock_holder
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,12 @@ class Connection:
     """One client: its protocol, its socket writer and what it is waiting on."""
 
     def __init__(self, number: int, protocol: Any, writer: asyncio.StreamWriter,
-                 max_unread: int, stall_timeout_s: float):
+                 max_unread: int, stall_timeout_s: float, intakes: IntakeGroup):
         self.number = number
         self.protocol = protocol
         self.writer = writer
         self.exiting = False
+        self.leaving = asyncio.Event()  # set with `exiting`: wakes the read loop wherever it waits
         self.closed = asyncio.Event()
         peer = _peer(writer.get_extra_info("socket"))
         self.peer_pid = peer[0] if peer else None
@@ -53,6 +55,31 @@ class Connection:
             unread=transport.get_write_buffer_size,
             taken=lambda: self.written - transport.get_write_buffer_size(),
             on_stall=self._stall, name=str(self))
+        # Requests past daemon.max_client_queue in progress wait here, then in the socket.
+        self.intake = Intake(protocol, intakes, name=str(self))
+
+    def leave(self) -> None:
+        """The client said `exit` (perhaps started from the intake, outside the read loop)."""
+        self.exiting = True
+        self.leaving.set()
+
+    async def readable(self) -> None:
+        """Until the client may be read: its replies are being taken (flow.py) and few of its
+        requests wait for a slot (intake.py)."""
+        while not (self.flow.readable.is_set() and self.intake.readable.is_set()):
+            await self.flow.readable.wait()
+            await self.intake.readable.wait()
+
+    async def unless_leaving(self, aw: Any) -> Any:
+        """`await aw`, or None as soon as the client leaves."""
+        task = asyncio.ensure_future(aw)
+        leave = asyncio.ensure_future(self.leaving.wait())
+        await asyncio.wait({task, leave}, return_when=asyncio.FIRST_COMPLETED)
+        leave.cancel()
+        if not task.done():
+            task.cancel()
+            return None
+        return task.result()
 
     def write(self, body: bytes) -> None:
         """Frame one message (the socket always speaks Content-Length) and send it."""
@@ -66,6 +93,7 @@ class Connection:
     def _stall(self, reason: str) -> None:
         log.warning("%s is stuck: %s; disconnecting it and cancelling %d request(s)", self, reason,
                     self.protocol.in_flight)
+        self.intake.close()
         self.protocol.cancel_all()
         self.writer.transport.abort()  # drops the unread replies at once
         self.flow.readable.set()  # let the read loop see the closed socket and clean up
@@ -99,6 +127,7 @@ class SharedDaemon:
         self._idle_since: float | None = time.monotonic()
         self._finished: asyncio.Future[int] | None = None
         self._socket_inode: int | None = None
+        self._intakes: IntakeGroup | None = None  # every client's intake: the bound they share
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -139,6 +168,8 @@ class SharedDaemon:
 
         loop = asyncio.get_running_loop()
         self._finished = loop.create_future()
+        d = self.settings.daemon
+        self._intakes = IntakeGroup(loop, d.max_client_queue, d.max_queue)
         self.service.start(loop)
         listener = await asyncio.start_unix_server(self._on_client, sock=sock)
         on_signals(loop, self._on_signal)
@@ -234,24 +265,25 @@ class SharedDaemon:
             return
         protocol = new_connection(self.server)
         d = self.settings.daemon
+        assert self._intakes is not None
         conn = Connection(next(self._numbers), protocol, writer, int(d.max_unread_mb * 2**20),
-                          d.stall_timeout_s)
+                          d.stall_timeout_s, self._intakes)
         protocol.flow = conn.flow
         loop = asyncio.get_running_loop()
         protocol.attach(conn.write, loop)
         protocol.on_request = self._count_request
-        protocol.on_exit = lambda _code: setattr(conn, "exiting", True)
+        protocol.on_exit = lambda _code: conn.leave()
         self.connections[protocol] = conn
         self.service.connections.add(protocol)
         self._idle_since = None
         log.info("%s connected (%d connected)", conn, len(self.connections))
         decoder = FrameDecoder("headers")
-        lost = True
         try:
             while not conn.exiting:
-                # Over its bound of unread replies, a client's requests wait in its socket.
-                await conn.flow.readable.wait()
-                chunk = await reader.read(1 << 16)
+                # Over its bound of unread replies, or with many requests waiting for a slot, a
+                # client's further requests wait in its socket.
+                await conn.unless_leaving(conn.readable())
+                chunk = None if conn.exiting else await conn.unless_leaving(reader.read(1 << 16))
                 if not chunk:
                     break
                 for frame in decoder.feed(chunk):
@@ -259,20 +291,20 @@ class SharedDaemon:
                         parsed = await loop.run_in_executor(None, parse_frame, frame)
                     else:
                         parsed = parse_frame(frame)
-                    protocol.dispatch(parsed)
+                    conn.intake.admit(parsed, len(frame) if isinstance(frame, bytes) else 0)
                     if conn.exiting:
-                        lost = False
                         break
         except (ConnectionError, OSError) as exc:
             log.info("%s: %s", conn, exc)
         finally:
-            await self._drop(conn, lost)
+            await self._drop(conn, lost=not conn.exiting)
 
     async def _drop(self, conn: Connection, lost: bool) -> None:
         protocol = conn.protocol
         if protocol.in_flight:
             log.info("%s %s: cancelling %d request(s)", conn, "disconnected" if lost else "sent exit",
                      protocol.in_flight)
+        conn.intake.close()  # what it sent that never started is dropped unanswered
         protocol.cancel_all()
         if not lost:
             try:
@@ -280,8 +312,7 @@ class SharedDaemon:
             except TimeoutError:
                 pass
         self.connections.pop(protocol, None)
-        self.service.connections.discard(protocol)
-        self.service.progress_sinks.pop(protocol, None)
+        self.service.client_gone(protocol)
         conn.closed.set()
         conn.writer.close()
         try:

@@ -211,6 +211,8 @@ export interface StatusResult {
   models: (LocalModel | RemoteModel)[];
   model_loads: number;
   workers: WorkerInfo[];
+  /** this daemon's inline completions since it started */
+  completions?: CompletionFigures;
 }
 
 export interface ModelsListResult {
@@ -420,6 +422,19 @@ export interface WorkerInfo {
   jobs_done: number;
 }
 
+/** Local acceptance figures of inline completions, never sent anywhere (`ember stats`). */
+export interface CompletionFigures {
+  /** completion.stats: false counts nothing */
+  enabled: boolean;
+  /** when counting began (Unix seconds): the daemon's start in daemon/status */
+  since: number | null;
+  /** where they are kept (completion.stats_file) */
+  file: string | null;
+  total: LanguageFigures;
+  /** by the clients' language id; "unknown": none was sent, or feedback named an unknown completion */
+  languages: Record<string, unknown>;
+}
+
 /** A remote model's server and its counters; the URL never carries a secret. */
 export interface RemoteInfo {
   /** the model name the server is asked for */
@@ -449,10 +464,42 @@ export interface PrefixCache {
   evictions: number;
 }
 
+/** Inline completions of one language (or of all) and what users did with them. */
+export interface LanguageFigures {
+  completions: number;
+  /** completions whose text was empty */
+  empty: number;
+  /** completions answered from an earlier one that the user typed */
+  typed_through: number;
+  /** completions shown (once each; an outcome implies shown) */
+  shown: number;
+  /** accepted whole (each completion counts one outcome: its best) */
+  accepted: number;
+  /** partly accepted, never whole */
+  partial: number;
+  dismissed: number;
+  accepted_chars: number;
+  /** (accepted + partial) / shown; null before one was shown */
+  acceptance_rate: number | null;
+  first_token_ms: LatencyFigures;
+  total_ms: LatencyFigures;
+  /** the cut's rules: how many completions each changed, most first */
+  rules: Record<string, unknown>;
+}
+
 export interface Latency {
   p50: number;
   p95: number;
   last: number;
+}
+
+/** A latency histogram's percentiles (buckets 10% wide: within 5% of the true value). */
+export interface LatencyFigures {
+  samples: number;
+  /** ms; null without samples */
+  p50: number | null;
+  /** ms; null without samples */
+  p95: number | null;
 }
 
 /** Every method: its params (null: none) and its result. */
