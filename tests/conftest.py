@@ -55,6 +55,7 @@ def daemon_env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
     env.update({
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),  # completion figures (stats.py) stay in the test
         "XDG_RUNTIME_DIR": str(tmp_path / "run"),
         "EMBER_DAEMON__CACHE_DIR": str(cache_dir),
         "EMBER_TEST_CACHE": str(cache_dir),
