@@ -457,7 +457,7 @@ def build_fim_causal_lm(folder: str | Path, style: str = "starcoder", arch: str 
     chat_template = None
     if style == "starcoder":
         names = ["<|endoftext|>", "<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>",
-                 "<filename>", "<gh_stars>", "<file_sep>"]
+                 "<filename>", "<gh_stars>", "<file_sep>", "<repo_name>"]
         tok = _byte_level_bpe(names)
         eos = tok.token_to_id("<|endoftext|>")
         bos, pad = eos, None

@@ -15,7 +15,7 @@ import numpy as np
 
 from .base import Sequence
 from .sampling import Sampling, pick
-from .text import TextAccumulator
+from .text import PostFilter, TextAccumulator
 
 # Prompt tokens run per forward while prefilling: the cancellation check runs between chunks, so
 # a superseded request stops within one chunk's time even on a long cold prompt.
@@ -49,6 +49,8 @@ class DecodeRequest:
     stop: list[str] = field(default_factory=list)
     eos_ids: set[int] = field(default_factory=set)
     on_delta: Callable[[str], None] | None = None
+    post: PostFilter | None = None  # a stage after the stop sequences (it sends the deltas then)
+    prefill_only: bool = False  # fill the prefix cache with the prompt and stop (idle prefill)
 
 
 class SingleUse:
@@ -88,19 +90,19 @@ def generate(source: SequenceSource, tokenizer: Any, req: DecodeRequest, ctx: Ca
     started = time.monotonic()
     prompt = req.prompt
     capacity = min(context_length, len(prompt) + req.max_new_tokens)
-    acc = TextAccumulator(tokenizer, req.stop, req.on_delta)
+    acc = TextAccumulator(tokenizer, req.stop, req.on_delta, req.post)
     rng = req.sampling.rng()
     count, finish, first_ms = 0, "length", None
     with source.sequence_for(prompt, capacity) as (seq, cached):
         logits = prefill(seq, prompt, ctx)
-        while True:
+        while not req.prefill_only:
             token = pick(logits, req.sampling, rng)
             if first_ms is None:
                 first_ms = (time.monotonic() - started) * 1000
             count += 1
             acc.add([token])  # an end token is text too where it is not special ("." for a sentence)
             if token in req.eos_ids or acc.stopped:
-                finish = "stop"
+                finish = acc.post_reason or "stop"
                 break
             if count >= req.max_new_tokens or len(seq.tokens) >= seq.capacity:
                 break

@@ -149,7 +149,7 @@ class RemoteEngine:
         if req.eos_ids and self.server == "vllm":
             payload["stop_token_ids"] = sorted(req.eos_ids)
         text, chunks, finish, usage, first_ms = "", 0, None, None, None
-        filt = StopFilter(stops, req.on_delta)
+        filt = StopFilter(stops, req.on_delta, req.post)
         with self.endpoint.track() as first_token:
             with self._stream(prompt, payload, ctx) as events:
                 for chunk in events:
@@ -168,7 +168,8 @@ class RemoteEngine:
         final = filt.finish(text)
         prompt_tokens, completion_tokens, cached = self._usage(prompt, usage, final, chunks,
                                                                filt.stopped)
-        return Generated(final, "stop" if filt.stopped or finish != "length" else "length",
+        reason = filt.post_reason or ("stop" if filt.stopped or finish != "length" else "length")
+        return Generated(final, reason,
                          prompt_tokens, completion_tokens, (time.monotonic() - started) * 1000,
                          cached, first_ms)
 

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 # Decoding restarts this many tokens back, so tokenizers that merge or strip spaces at a piece's
 # start decode the new tokens in context.
 _CONTEXT_TOKENS = 6
+
+
+class PostFilter(Protocol):
+    """A stage after the stop sequences (the completion cut): it is fed the text that no stop
+    sequence can still change, streams its own deltas, and may end generation."""
+
+    stopped: bool
+    reason: str | None  # the finish_reason it gives when it ended generation
+
+    def update(self, text: str) -> None: ...
+
+    def finish(self, text: str) -> Any: ...  # an object with the final `.text`
 
 
 class StopFilter:
@@ -15,15 +27,27 @@ class StopFilter:
 
     Holds back the tail that could still become a stop sequence, so the deltas always add up to
     the final text and never include a stop. Local engines feed it decoded tokens (through
-    TextAccumulator); a remote engine feeds it the text a server streams.
+    TextAccumulator); a remote engine feeds it the text a server streams. With a `post` stage, the
+    text goes on to it, and it sends the deltas.
     """
 
-    def __init__(self, stop: list[str], on_delta: Callable[[str], None] | None = None):
+    def __init__(self, stop: list[str], on_delta: Callable[[str], None] | None = None,
+                 post: PostFilter | None = None):
         self.stop = [s for s in stop if s]
         self.on_delta = on_delta
+        self.post = post
         self.text = ""  # the final text so far (after a stop, frozen)
         self.emitted = 0
-        self.stopped = False
+        self._hit = False  # a stop sequence came
+
+    @property
+    def stopped(self) -> bool:
+        return self._hit or (self.post is not None and self.post.stopped)
+
+    @property
+    def post_reason(self) -> str | None:
+        """The post stage's finish_reason when it, not a stop sequence, ended generation."""
+        return self.post.reason if self.post is not None and self.post.stopped and not self._hit else None
 
     def update(self, text: str) -> None:
         """`text` is everything so far; it only ever grows."""
@@ -31,7 +55,7 @@ class StopFilter:
             return
         cut = _first_stop(text, self.stop)
         if cut >= 0:
-            self.text, self.stopped = text[:cut], True
+            self.text, self._hit = text[:cut], True
             self._emit(len(self.text))
             return
         self.text = text
@@ -48,10 +72,16 @@ class StopFilter:
         if not self.stopped and text is not None:
             cut = _first_stop(text, self.stop)
             self.text = text[:cut] if cut >= 0 else text
+        if self.post is not None:
+            self.text = self.post.finish(self.text).text
+            return self.text
         self._emit(len(self.text))
         return self.text
 
     def _emit(self, upto: int) -> None:
+        if self.post is not None:
+            self.post.update(self.text[:upto])
+            return
         if upto > self.emitted:
             delta = self.text[self.emitted:upto]
             self.emitted = upto
@@ -71,10 +101,11 @@ class TextAccumulator:
     tokens are decoded per step, so a long generation costs linear, not quadratic, time.
     """
 
-    def __init__(self, tokenizer: Any, stop: list[str], on_delta: Callable[[str], None] | None = None):
+    def __init__(self, tokenizer: Any, stop: list[str], on_delta: Callable[[str], None] | None = None,
+                 post: PostFilter | None = None):
         self.tokenizer = tokenizer
         self.ids: list[int] = []
-        self._stops = StopFilter(stop, on_delta)
+        self._stops = StopFilter(stop, on_delta, post)
         self._decoded = ""  # text of ids[:_read] (complete characters only)
         self._read = 0  # ids decoded into _decoded
         self._pending = ""  # text past _decoded that ends in a partial character
@@ -86,6 +117,10 @@ class TextAccumulator:
     @property
     def stopped(self) -> bool:
         return self._stops.stopped
+
+    @property
+    def post_reason(self) -> str | None:
+        return self._stops.post_reason
 
     def add(self, new_ids: list[int]) -> None:
         if self.stopped:

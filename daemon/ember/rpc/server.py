@@ -17,11 +17,14 @@ def build_server(service: Service, on_initialize: Callable[[InitializeParams], N
     server = JsonRPCServer(EmberProtocol, default_converter)
     for method, handler in build_handlers(service, on_initialize).items():
         server.feature(method)(handler)
-    server.protocol.notifications = build_notification_handlers(service)
+    protocol = server.protocol
+    assert isinstance(protocol, EmberProtocol)
+    protocol.notifications = build_notification_handlers(service)
     return server
 
 
 def new_connection(server: JsonRPCServer) -> EmberProtocol:
     """A protocol for one more client (shared daemon), with the same handlers."""
-    return EmberProtocol(server, default_converter(), features=server.protocol.fm,
-                         notifications=server.protocol.notifications)
+    first = server.protocol
+    assert isinstance(first, EmberProtocol)
+    return EmberProtocol(server, default_converter(), features=first.fm, notifications=first.notifications)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -9,7 +10,9 @@ from ..errors import InvalidParams, TaskUnavailable
 from ..models.loaded import LoadedModel
 from ..wire import CompleteParams
 from .base import RunContext
+from .cut import Cut, LineDeadline
 from .generation import CHARS_PER_TOKEN, Prompt, chat_prompt, generate, text_prompt, usage
+from .repo_context import ContextFitter, RepoFormat, render, repo_format
 
 DEFAULT_MAX_TOKENS = 128
 
@@ -75,6 +78,49 @@ def _fit_fim(tokenizer: Any, prefix: str, suffix: str, budget: int) -> tuple[lis
     return pre[len(pre) - keep_pre:] if keep_pre else [], suf[:keep_suf], True
 
 
+def _fitter(tok: Any) -> ContextFitter:
+    try:
+        return _FITTERS[tok]
+    except (KeyError, TypeError):
+        pass
+    fitter = ContextFitter(lambda text: len(tok(text, add_special_tokens=False)["input_ids"]))
+    try:
+        _FITTERS[tok] = fitter
+        _REPO_FORMATS[tok] = repo_format(tok.get_vocab())
+    except TypeError:
+        pass
+    return fitter
+
+
+_FITTERS: WeakKeyDictionary[Any, ContextFitter] = WeakKeyDictionary()
+_REPO_FORMATS: WeakKeyDictionary[Any, RepoFormat] = WeakKeyDictionary()
+
+
+def _workspace_context(params: CompleteParams, tok: Any, ctx: RunContext, budget: int) -> tuple[str, int]:
+    """The workspace context to put before the prefix, and its size in tokens (estimated)."""
+    if not ctx.context or tok is None:
+        return "", 0
+    fitter = _fitter(tok)
+    chunks = fitter.fit([c for c in ctx.context if c.path != params.path or c.path is None],
+                        min(ctx.context_tokens, budget // 2))
+    if not chunks:
+        return "", 0
+    fmt = _REPO_FORMATS.get(tok) or repo_format(tok.get_vocab())
+    used = sum(fitter.count_tokens(c.text) + 8 for c in chunks)
+    return render(fmt, chunks, params.path, params.language), used
+
+
+def _post_stage(params: CompleteParams, ctx: RunContext, prefix: str, suffix: str | None) -> Cut | LineDeadline | None:
+    """The cut (inline completions) and the time budget, after the stop sequences."""
+    deadline = time.monotonic() + params.max_time_ms / 1000 if params.max_time_ms else None
+    on_delta = ctx.on_delta if params.stream else None
+    if suffix is not None and params.cut:
+        return Cut(prefix, suffix, params.language, on_delta, deadline, ctx.on_preview)
+    if deadline is not None:
+        return LineDeadline(deadline, on_delta)
+    return None
+
+
 def run(params: CompleteParams, lm: LoadedModel, ctx: RunContext) -> dict[str, Any]:
     if lm.kind != "causal-lm":
         raise TaskUnavailable(f"complete needs a causal LM; model '{lm.name}' is a {lm.kind} model")
@@ -86,16 +132,22 @@ def run(params: CompleteParams, lm: LoadedModel, ctx: RunContext) -> dict[str, A
     tok = lm.tokenizer  # None for a remote model whose tokenizer is not here
     max_new = params.max_tokens or DEFAULT_MAX_TOKENS
     result: dict[str, Any] = {}
+    post: Cut | LineDeadline | None = None
     if params.prompt is not None:
-        gen = generate(lm, text_prompt(lm, params.prompt), params, ctx, DEFAULT_MAX_TOKENS)
+        post = _post_stage(params, ctx, params.prompt, None)
+        gen = generate(lm, text_prompt(lm, params.prompt), params, ctx, DEFAULT_MAX_TOKENS, post=post)
     elif params.messages is not None:
         if not params.messages:
             raise InvalidParams("messages: must not be empty")
+        post = _post_stage(params, ctx, "", None)
         gen = generate(lm, chat_prompt(lm, [m.model_dump() for m in params.messages]), params, ctx,
-                       DEFAULT_MAX_TOKENS)
+                       DEFAULT_MAX_TOKENS, post=post)
     else:
         prefix, suffix = params.prefix or "", params.suffix or ""
         budget = max(16, lm.context_length - max_new - 64)
+        context, context_tokens = _workspace_context(params, tok, ctx, budget)
+        budget -= context_tokens
+        post = _post_stage(params, ctx, prefix, suffix)
         found = fim_format(tok) if tok is not None else None
         if found is not None:
             (style, p, s, m, _eot, lead), eot_id = found
@@ -106,24 +158,33 @@ def run(params: CompleteParams, lm: LoadedModel, ctx: RunContext) -> dict[str, A
                 prefix, suffix = tok.decode(pre_ids), tok.decode(suf_ids)
             # Tokenized as one text, as the model saw it in training: special tokens are matched
             # whole and the text between them is pre-tokenized in place.
-            layout = f"{p}{lead}{prefix}{s}{suffix}{m}"
+            layout = f"{context}{p}{lead}{prefix}{s}{suffix}{m}"
             gen = generate(lm, text_prompt(lm, layout), params, ctx, DEFAULT_MAX_TOKENS,
-                           extra_eos=[eot_id] if eot_id is not None else None)
+                           extra_eos=[eot_id] if eot_id is not None else None, post=post)
         else:
             style = FALLBACK
+            # Without the cut, stop where a block at the cursor ends (the cut decides that itself).
+            stops = _fallback_stops(suffix) if not params.cut else None
             if tok is not None:
                 pre_ids, _, truncated = _fit_fim(tok, prefix, "", budget)
-                prompt = Prompt(ids=pre_ids, text=tok.decode(pre_ids) if truncated else prefix)
+                text = tok.decode(pre_ids) if truncated else prefix
+                ids = tok(context, add_special_tokens=False)["input_ids"] + pre_ids if context else pre_ids
+                prompt = Prompt(ids=ids, text=context + text)
             else:  # no tokenizer here: keep about `budget` tokens' worth of the prefix
                 keep = budget * CHARS_PER_TOKEN
                 truncated = len(prefix) > keep
                 prompt = Prompt(text=prefix[len(prefix) - keep:] if truncated else prefix)
-            gen = generate(lm, prompt, params, ctx, DEFAULT_MAX_TOKENS,
-                           extra_stop=_fallback_stops(suffix))
+            gen = generate(lm, prompt, params, ctx, DEFAULT_MAX_TOKENS, extra_stop=stops, post=post)
         result["fim"] = {"format": style, "truncated": truncated}
+        if isinstance(post, Cut):
+            result["cut"] = post.describe()
+        if context_tokens:
+            result["context_tokens"] = context_tokens
     result.update(text=gen.text, finish_reason=gen.finish_reason,
                   usage=usage(gen.prompt_tokens, gen.completion_tokens, gen.cached_tokens),
                   run_ms=gen.run_ms)
+    if "context_tokens" in result:
+        result["usage"]["context_tokens"] = result.pop("context_tokens")
     if gen.first_token_ms is not None:
         result["first_token_ms"] = round(gen.first_token_ms, 2)
     return result

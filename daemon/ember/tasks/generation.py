@@ -13,6 +13,7 @@ from typing import Any
 from ..engines.decode import DecodeRequest, Generated, SingleUse
 from ..engines.decode import generate as decode
 from ..engines.sampling import Sampling
+from ..engines.text import PostFilter
 from ..errors import InputTooLong
 from ..models.loaded import LoadedModel
 from ..wire import GenerationOptions
@@ -87,8 +88,11 @@ def start_ids(lm: LoadedModel) -> list[int]:
 
 def generate(lm: LoadedModel, prompt: Prompt | list[int], opts: GenerationOptions, ctx: RunContext,
              default_max_tokens: int, stream: bool | None = None,
-             extra_stop: list[str] | None = None, extra_eos: list[int] | None = None) -> Generated:
-    """Generate from `prompt` (token ids: a decoder-only prompt or a seq2seq encoder input)."""
+             extra_stop: list[str] | None = None, extra_eos: list[int] | None = None,
+             post: PostFilter | None = None) -> Generated:
+    """Generate from `prompt` (token ids: a decoder-only prompt or a seq2seq encoder input).
+    A `post` stage (the completion cut) sees the text after the stop sequences and sends the
+    stream's deltas itself."""
     ctx.check_cancelled()
     max_new = opts.max_tokens or default_max_tokens
     streaming = opts.stream if stream is None else stream
@@ -104,7 +108,8 @@ def generate(lm: LoadedModel, prompt: Prompt | list[int], opts: GenerationOption
             sampling=Sampling(opts.temperature, opts.top_p, opts.top_k, opts.seed),
             stop=list(opts.stop) + list(extra_stop or []),
             eos_ids=set(extra_eos or []),
-            on_delta=ctx.on_delta if streaming else None,
+            on_delta=ctx.on_delta if streaming and post is None else None,
+            post=post,
         ), ctx)
     input_ids = prompt.ids if isinstance(prompt, Prompt) else prompt
     assert input_ids is not None, "a local engine needs the prompt's token ids"
@@ -128,7 +133,9 @@ def generate(lm: LoadedModel, prompt: Prompt | list[int], opts: GenerationOption
         sampling=Sampling(opts.temperature, opts.top_p, opts.top_k, opts.seed),
         stop=list(opts.stop) + list(extra_stop or []),
         eos_ids=eos,
-        on_delta=ctx.on_delta if streaming else None,
+        on_delta=ctx.on_delta if streaming and post is None else None,
+        post=post,
+        prefill_only=ctx.prefill_only,
     )
     generated = decode(source, lm.tokenizer, request, ctx, lm.context_length)
     if lm.kind != "causal-lm":
