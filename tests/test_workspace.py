@@ -231,3 +231,30 @@ def test_reads_from_another_thread_see_whole_rings_while_chunks_arrive():
             t.join()
     assert problems == []
     assert [int(c.path) for c in w.chunks("A")] == list(range(2992, 3000))
+
+
+def test_the_line_index_holds_only_the_kept_chunks():
+    """The index that finds similar chunks forgets evicted and replaced ones (no leak, no stale
+    matches)."""
+    w = ws(context_chunks=4)
+    for i in range(50):
+        add(w, "A", block(f"n{i % 7}", 3 + i % 5))
+    ring = w._rings["A"]
+    assert len(ring.entries) == 4
+    kept = set().union(*(e.lines for e in ring.entries))
+    assert set(ring.index) == kept
+    assert all(holders <= set(ring.entries) for holders in ring.index.values())
+
+
+def test_the_service_keeps_a_ring_per_client_and_forgets_it_when_the_client_goes():
+    from ember.config import Settings
+    from ember.service import Service
+
+    service = Service(Settings())
+    service.connections.add("A")
+    add(service.workspace, "A", block("a"))
+    add(service.workspace, "B", block("b"))
+    service.client_gone("A")
+    assert service.workspace.chunks("A") == [] and "A" not in service.connections
+    assert [c.text for c in service.workspace.chunks("B")] == [block("b")]
+    service.stop()  # nothing was counted: the stats file is not written

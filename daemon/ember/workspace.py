@@ -17,9 +17,12 @@ the prefix (`fit` below picks them).
 - Nothing is kept when `completion.context` is false.
 
 `add` runs on the event loop, so it only does bounded work: each chunk is trimmed by slicing before
-it is split into lines, and is compared with at most `context_chunks` (<= 256) kept chunks of at most
-MAX_CHUNK_LINES lines each. `chunks` is read from the model worker thread: it returns a copy taken
-under the lock.
+it is split into lines (a 4 MB chunk costs what a small one does); only the newest `context_chunks`
+chunks of a notification are looked at; and an index from lines to the kept chunks that hold them
+means a new chunk is compared only with the chunks it shares lines with. Measured on the busy
+two-core machine: about 0.2 ms per 64-line chunk, and about 10 ms of CPU for a 64-chunk notification
+into a full 256-chunk ring (1 ms with the default 16). `chunks` is read from the model worker
+thread: it returns a copy taken under the lock.
 """
 
 from __future__ import annotations
@@ -60,18 +63,45 @@ class _ChunkLike(Protocol):
     def kind(self) -> str: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: the ring's index holds them
 class _Entry:
     chunk: Chunk
     lines: frozenset[str]  # its non-blank lines, stripped: what similarity compares
 
 
 class _Ring:
-    __slots__ = ("entries", "version")
+    """Entries oldest first, and an index from each line to the entries that hold it, so that a new
+    chunk is compared only with the entries it shares lines with (not with the whole ring)."""
+
+    __slots__ = ("entries", "index", "version")
 
     def __init__(self) -> None:
         self.entries: list[_Entry] = []
+        self.index: dict[str, set[_Entry]] = {}
         self.version = 0
+
+    def push(self, new: _Entry, limit: int) -> None:
+        """Add at the newest end, replacing the entries it is similar to, then evict beyond `limit`."""
+        shared: dict[_Entry, int] = {}
+        for line in new.lines:
+            for e in self.index.get(line, ()):
+                shared[e] = shared.get(e, 0) + 1
+        for e, common in shared.items():
+            if 2 * common >= SIMILAR * (len(e.lines) + len(new.lines)):  # similarity() >= SIMILAR
+                self._remove(e)
+        self.entries.append(new)
+        for line in new.lines:
+            self.index.setdefault(line, set()).add(new)
+        while len(self.entries) > limit:
+            self._remove(self.entries[0])
+
+    def _remove(self, e: _Entry) -> None:
+        self.entries.remove(e)
+        for line in e.lines:
+            holders = self.index[line]
+            holders.discard(e)
+            if not holders:
+                del self.index[line]
 
 
 def trim(text: str, max_lines: int = MAX_CHUNK_LINES, max_chars: int = MAX_CHUNK_CHARS) -> str:
@@ -95,7 +125,7 @@ def trim(text: str, max_lines: int = MAX_CHUNK_LINES, max_chars: int = MAX_CHUNK
     lines = _strip_blank_ends([line.rstrip() for line in lines])
     if not lines:
         return ""
-    if len(lines) <= max_lines and sum(len(line) + 1 for line in lines) - 1 <= max_chars:
+    if len(lines) <= max_lines and sum(map(len, lines)) + len(lines) - 1 <= max_chars:
         return "\n".join(lines)
     # Grow a window outwards from the middle line while it fits both bounds.
     mid = len(lines) // 2
@@ -155,25 +185,26 @@ class Workspace:
         """Keep these chunks (oldest first, newest last) in the client's ring. True when it changed."""
         if not self.settings.context:
             return False
+        limit = self.settings.context_chunks
         fresh: list[_Entry] = []
-        for c in chunks:
+        # Newest first: chunks beyond what the ring keeps are never trimmed or compared.
+        for c in reversed(list(chunks)):
             text = trim(c.text)
             lines = line_set(text)
             if lines:
                 fresh.append(_Entry(Chunk(c.path, text, c.kind), lines))
+                if len(fresh) == limit:
+                    break
         if not fresh:
             return False
-        limit = self.settings.context_chunks
+        fresh.reverse()
         with self._lock:
             ring = self._rings.get(client)
             if ring is None:
                 ring = self._rings[client] = _Ring()
             before = [e.chunk for e in ring.entries]
-            entries = ring.entries
             for new in fresh:
-                entries = [e for e in entries if similarity(e.lines, new.lines) < SIMILAR]
-                entries.append(new)
-            ring.entries = entries[-limit:]
+                ring.push(new, limit)
             changed = [e.chunk for e in ring.entries] != before
             if changed:
                 ring.version = next(self._versions)
