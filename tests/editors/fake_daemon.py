@@ -15,6 +15,13 @@ daemon accepts. Switches, in the manner of conform.nvim's tests/fake_formatter.s
   --error METHOD=CODE:MESSAGE   answer METHOD with this error
   --progress             send ember/progress (load 0, 50, 100, ready) before the first task
   --stderr TEXT          write TEXT to stderr at start (for log tests)
+  --type-through         answer a `complete` whose prefix only adds the start of the last
+                         completion for the same `supersede` key with that completion's rest
+                         (same completion_id, usage.typed_through), as the daemon does
+
+As the daemon does, a `complete` cancels the one still running with the same `supersede` key (it
+gets -32800). Notifications that carry data (context/add, completion/feedback) are checked against
+wire.NOTIFICATION_PARAMS; one that does not fit is recorded with "dir": "invalid".
 """
 
 from __future__ import annotations
@@ -47,6 +54,8 @@ class Fake:
         self.shutdown = False
         self.cancelled: dict[Any, threading.Event] = {}
         self.progress_sent = False
+        self.running_by_key: dict[str, Any] = {}  # supersede key -> id of the complete running
+        self.last_by_key: dict[str, dict[str, Any]] = {}  # supersede key -> {prefix, text, id}
         self.started = time.time()
         self.errors = {}
         for spec in args.error or []:
@@ -122,6 +131,11 @@ class Fake:
                     self.cancelled.setdefault(msg["params"]["id"], threading.Event()).set()
                 elif method == "exit":
                     os._exit(0 if self.shutdown else 1)
+                elif wire is not None and method in wire.NOTIFICATION_PARAMS:
+                    try:
+                        wire.NOTIFICATION_PARAMS[method].model_validate(msg.get("params") or {})
+                    except Exception as e:  # noqa: BLE001 - the daemon drops it; tests look for this
+                        self.record("invalid", {"method": method, "error": str(e)})
                 continue
             self.requests += 1
             if self.crash_now():
@@ -133,6 +147,12 @@ class Fake:
             if method == "complete":
                 self.completes += 1
                 nth = self.completes
+                key = (msg.get("params") or {}).get("supersede")
+                if key:
+                    older = self.running_by_key.get(key)
+                    if older is not None:
+                        self.cancelled.setdefault(older, threading.Event()).set()
+                    self.running_by_key[key] = rid
             threading.Thread(target=self.handle, args=(rid, method, msg.get("params"), nth),
                              daemon=True).start()
 
@@ -166,6 +186,10 @@ class Fake:
             if delays:
                 delay = delays[min(nth, len(delays)) - 1]
         start = time.monotonic()
+        if method == "complete":
+            through = self.typed_through(params or {})
+            if through is not None:
+                return self.reply(rid, through)
         cancelled = self.cancelled[rid].wait(delay) if delay else self.cancelled[rid].is_set()
         if cancelled and not self.args.ignore_cancel:
             return self.reply(rid, error={"code": -32800, "message": "request cancelled"})
@@ -210,7 +234,29 @@ class Fake:
     def m_complete(self, p: dict[str, Any], nth: int = 1) -> dict[str, Any]:
         texts = (self.args.complete_texts or "completion()").split("|")
         text = texts[min(max(nth, 1), len(texts)) - 1]
-        return {"text": text, "finish_reason": "stop", "model": "fake-model", **self.usage()}
+        cid = f"fake-{nth}"
+        if p.get("supersede") and p.get("prefix") is not None:
+            self.last_by_key[p["supersede"]] = {"prefix": p["prefix"], "text": text, "id": cid}
+        return {"text": text, "finish_reason": "stop", "model": "fake-model", "completion_id": cid,
+                **self.usage()}
+
+    def typed_through(self, p: dict[str, Any]) -> dict[str, Any] | None:
+        """The rest of the last completion for this key when the new prefix typed its start."""
+        last = self.last_by_key.get(p.get("supersede") or "")
+        prefix = p.get("prefix")
+        if not self.args.type_through or last is None or not isinstance(prefix, str):
+            return None
+        if not prefix.startswith(last["prefix"]):
+            return None
+        typed = prefix[len(last["prefix"]):]
+        if not typed or not last["text"].startswith(typed) or typed == last["text"]:
+            return None
+        self.last_by_key[p["supersede"]] = {"prefix": prefix, "text": last["text"][len(typed):],
+                                            "id": last["id"]}
+        usage = self.usage()
+        usage["usage"]["typed_through"] = len(typed)
+        return {"text": last["text"][len(typed):], "finish_reason": "stop", "model": "fake-model",
+                "completion_id": last["id"], **usage}
 
     def m_summarize(self, p: dict[str, Any]) -> dict[str, Any]:
         words = p["text"].split()[:5]
@@ -248,6 +294,7 @@ def main() -> None:
     ap.add_argument("--error", action="append")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--stderr")
+    ap.add_argument("--type-through", action="store_true")
     Fake(ap.parse_args()).serve()
 
 

@@ -14,3 +14,16 @@ end, {
     return require("ember.commands").complete(...)
   end,
 })
+
+-- Insert-mode <Plug> mappings for inline suggestions (:help ember-mappings); no key is mapped to
+-- them here. Without a suggestion they do nothing.
+for name, plug in pairs({
+  accept = "<Plug>(ember-accept)",
+  accept_word = "<Plug>(ember-accept-word)",
+  accept_line = "<Plug>(ember-accept-line)",
+  dismiss = "<Plug>(ember-dismiss)",
+}) do
+  vim.keymap.set("i", plug, function()
+    return require("ember.complete").action_rhs(name, "")()
+  end, { expr = true, desc = "Ember: " .. name:gsub("_", " ") .. " (inline suggestion)" })
+end

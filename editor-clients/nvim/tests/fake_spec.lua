@@ -502,9 +502,10 @@ H.case("complete: typing and leaving insert mode dismiss the suggestion", functi
   H.eq({ "abcd" }, H.lines(buf), "nothing inserted")
 end)
 
-H.case("complete: auto request after typing; a newer keystroke cancels the older request", function()
-  -- The 1st completion takes 3 s and the fake answers it even though it is cancelled: the
-  -- client must send $/cancelRequest and never show the stale "STALE".
+H.case("complete: auto request after typing; a newer keystroke supersedes the older request", function()
+  -- The 1st completion takes 3 s and the fake answers it even though the 2nd superseded it: the
+  -- client must never show the stale "STALE". It sends no $/cancelRequest: the 2nd request
+  -- carries the same `supersede` key, so the daemon replaces the 1st (or answers from it).
   local rec = use_fake({ complete = { auto = true, debounce_ms = 30 } },
     "--complete-delays", "3,0", "--complete-texts", "STALE|FRESH", "--ignore-cancel")
   ghosts_shown = {}
@@ -518,9 +519,9 @@ H.case("complete: auto request after typing; a newer keystroke cancels the older
   H.feed("b")
   H.wait(complete.visible, 5000, "the second suggestion")
   H.eq("FRESH", complete.suggestion(), "the newer reply is shown")
-  local cancels = received(rec, "$/cancelRequest")
-  H.eq(1, #cancels, "one $/cancelRequest")
-  H.eq(first.id, cancels[1].msg.params.id, "it names the first request")
+  H.eq(0, #received(rec, "$/cancelRequest"), "no $/cancelRequest")
+  local second = received(rec, "complete")[2].msg
+  H.eq(first.params.supersede, second.params.supersede, "the same supersede key")
   -- Wait for the stale reply to be sent, then for a later reply: the stale one was read first.
   H.wait(function()
     return #sent(rec, function(m)
@@ -562,6 +563,365 @@ H.case("complete: a cancelled request answered with -32800 shows nothing and no 
   H.eq("NEW", complete.suggestion(), "suggestion")
   H.eq({}, H.notes_since(mark, vim.log.levels.ERROR), "no error shown")
   H.eq(1, #ghost_marks(buf), "one ghost")
+  H.feed("<Esc>")
+  ember.setup({ cmd = fake_cmd(), complete = { auto = false } })
+end)
+
+--- The completion/feedback notifications the fake received: { completion_id, event, accepted_chars }.
+local function feedbacks(rec)
+  return vim.tbl_map(function(e)
+    return e.msg.params
+  end, received(rec, "completion/feedback"))
+end
+
+local function invalid(rec)
+  return vim.tbl_filter(function(e)
+    return e.dir == "invalid"
+  end, H.record(rec))
+end
+
+--- Every chunk of every context/add the fake received, in order.
+local function chunks(rec)
+  local all = {}
+  for _, e in ipairs(received(rec, "context/add")) do
+    vim.list_extend(all, e.msg.params.chunks)
+  end
+  return all
+end
+
+local function write_file(name, lines)
+  vim.fn.mkdir(vim.fn.fnamemodify(tmp .. "/" .. name, ":h"), "p")
+  vim.fn.writefile(lines, tmp .. "/" .. name)
+  return tmp .. "/" .. name
+end
+
+--- Insert mode at the end of line `row` of a fresh buffer, then a manual completion shown.
+local function suggestion_at_end(lines, row)
+  local buf = H.buffer(lines)
+  H.feed(row .. "GA")
+  H.wait(function()
+    return vim.api.nvim_get_mode().mode == "i"
+  end)
+  vim.cmd("Ember complete")
+  H.wait(complete.visible, 5000, "the suggestion")
+  return buf
+end
+
+H.case("complete: requests carry the filetype as language and the path from the working directory", function()
+  local rec = use_fake()
+  vim.cmd("cd " .. vim.fn.fnameescape(tmp))
+  local inside = write_file("pkg/mod.py", { "def f():", "    return " })
+  vim.cmd("edit! " .. vim.fn.fnameescape(inside))
+  H.eq("python", vim.bo.filetype, "filetype")
+  H.feed("2GA")
+  H.wait(function()
+    return vim.api.nvim_get_mode().mode == "i"
+  end)
+  vim.cmd("Ember complete")
+  H.wait(function()
+    return #received(rec, "complete") == 1
+  end, 5000, "the request")
+  local p = received(rec, "complete")[1].msg.params
+  H.eq("python", p.language, "language")
+  H.eq("pkg/mod.py", p.path, "path inside the working directory")
+  H.eq(vim.uri_from_bufnr(0), p.supersede, "supersede is still the URI")
+  H.feed("<Esc>")
+  -- A file outside the working directory: its absolute path.
+  local outside = vim.fn.tempname() .. ".lua"
+  vim.fn.writefile({ "local x = " }, outside)
+  vim.cmd("edit! " .. vim.fn.fnameescape(outside))
+  H.feed("A")
+  H.wait(function()
+    return vim.api.nvim_get_mode().mode == "i"
+  end)
+  vim.cmd("Ember complete")
+  H.wait(function()
+    return #received(rec, "complete") == 2
+  end, 5000, "the second request")
+  p = received(rec, "complete")[2].msg.params
+  H.eq("lua", p.language, "language")
+  H.eq(vim.fs.normalize(vim.fn.fnamemodify(outside, ":p")), p.path, "absolute path outside")
+  H.feed("<Esc>")
+  -- A buffer without a name or filetype: neither is sent (the daemon takes none as absent).
+  H.buffer({ "x = " })
+  H.feed("A")
+  vim.cmd("Ember complete")
+  H.wait(function()
+    return #received(rec, "complete") == 3
+  end, 5000, "the third request")
+  p = received(rec, "complete")[3].msg.params
+  H.eq(nil, p.language, "no language")
+  H.eq(nil, p.path, "no path")
+  H.feed("<Esc>")
+  H.eq({}, invalid(rec), "notifications the daemon would drop")
+  H.eq({}, sent(rec, function(m)
+    return m.error ~= nil
+  end), "errors")
+end)
+
+H.case("context: files opened, saved, edited and yanks reach the daemon as context/add", function()
+  local rec = use_fake({ context = { debounce_ms = 10, lines = 64, max_chars = 4096 } })
+  vim.cmd("cd " .. vim.fn.fnameescape(tmp))
+  local a_lines, b_lines = {}, {}
+  for i = 1, 200 do
+    a_lines[i] = ("alpha_%d = %d"):format(i, i)
+    b_lines[i] = ("beta_%d = %d"):format(i, i)
+  end
+  b_lines[150] = string.rep("x", 100000) -- one huge line: the chunk stays bounded
+  write_file("ctx/a.py", a_lines)
+  write_file("ctx/b.py", b_lines)
+  -- Nothing goes out before inline completion is in use (as in a fresh Neovim); it is gathered.
+  local cst = require("ember.context")._state
+  cst.used, cst.pending, cst.recent = false, {}, {}
+  vim.cmd("edit! ctx/a.py")
+  H.sleep(150)
+  H.eq({}, chunks(rec), "no context before completion is used")
+  vim.cmd("edit ctx/b.py")
+  H.sleep(100)
+  H.eq({}, chunks(rec), "still none")
+  -- A completion in b.py sends a.py's chunk first, not b.py's own (b.py is the file at the cursor).
+  H.feed("A")
+  vim.cmd("Ember complete")
+  H.wait(complete.visible, 5000, "the suggestion")
+  H.feed("<Esc>")
+  local got = chunks(rec)
+  H.eq(1, #got, "one chunk: " .. vim.inspect(got))
+  H.eq("ctx/a.py", got[1].path, "path")
+  H.eq("open", got[1].kind, "kind")
+  H.eq(table.concat(vim.list_slice(a_lines, 1, 64), "\n"), got[1].text, "the top 64 lines of a.py")
+  local first_add = received(rec, "context/add")[1]
+  local first_complete = received(rec, "complete")[1]
+  H.ok(H.record(rec), "record")
+  -- The chunk was sent before the completion request.
+  local order = vim.tbl_map(function(e)
+    return e.msg.method
+  end, vim.tbl_filter(function(e)
+    return e.dir == "in" and (e.msg.method == "context/add" or e.msg.method == "complete")
+  end, H.record(rec)))
+  H.eq({ "context/add", "complete" }, order, "order")
+  H.ok(first_add and first_complete, "both")
+  -- Edit b.py near line 150 and save: the chunk around the edit waits while b.py is current...
+  vim.api.nvim_win_set_cursor(0, { 120, 0 })
+  H.feed("Onew_line = 1<Esc>")
+  H.wait(function()
+    return H.lines()[120] == "new_line = 1"
+  end, 2000, "the edit")
+  vim.cmd("write")
+  H.sleep(100)
+  H.eq(1, #chunks(rec), "the saved file's chunk waits while it is current")
+  -- ...and goes out once the user is in another file (with b.py's own open chunk, held too).
+  vim.cmd("edit ctx/a.py")
+  local function of_kind(kind)
+    return vim.tbl_filter(function(c)
+      return c.kind == kind
+    end, chunks(rec))
+  end
+  H.wait(function()
+    return #of_kind("save") == 1
+  end, 2000, "the save chunk")
+  local save = of_kind("save")[1]
+  H.eq("ctx/b.py", save.path, "path")
+  H.ok(save.text:find("new_line = 1", 1, true), "the saved chunk has the edit")
+  H.ok(vim.fn.strchars(save.text) <= 4096, "bounded: " .. vim.fn.strchars(save.text))
+  H.eq({ "ctx/a.py", "ctx/b.py" }, vim.tbl_map(function(c)
+    return c.path
+  end, of_kind("open")), "files opened")
+  vim.api.nvim_win_set_cursor(0, { 180, 0 })
+  H.feed("ccchanged_180 = 0<Esc>")
+  H.wait(function()
+    return H.lines()[180] == "changed_180 = 0"
+  end, 2000, "the edit of a.py")
+  vim.cmd("edit ctx/b.py")
+  H.wait(function()
+    return #vim.tbl_filter(function(c)
+      return c.kind == "edit"
+    end, chunks(rec)) == 1
+  end, 2000, "the edit chunk")
+  local edit = vim.tbl_filter(function(c)
+    return c.kind == "edit"
+  end, chunks(rec))[1]
+  H.eq("ctx/a.py", edit.path, "edit path")
+  H.ok(edit.text:find("changed_180 = 0", 1, true), "the edit chunk has the edit")
+  -- A yank goes at once, from any buffer.
+  vim.api.nvim_win_set_cursor(0, { 10, 0 })
+  H.feed("3yy")
+  H.wait(function()
+    return #vim.tbl_filter(function(c)
+      return c.kind == "yank"
+    end, chunks(rec)) == 1
+  end, 2000, "the yank chunk")
+  local yank = vim.tbl_filter(function(c)
+    return c.kind == "yank"
+  end, chunks(rec))[1]
+  H.eq("beta_10 = 10\nbeta_11 = 11\nbeta_12 = 12", yank.text, "yanked text")
+  H.eq("ctx/b.py", yank.path, "yank path")
+  -- The same text again is not resent.
+  local before = #chunks(rec)
+  H.feed("3yy")
+  H.sleep(100)
+  H.eq(before, #chunks(rec), "a repeated yank is not resent")
+  H.eq({}, invalid(rec), "notifications the daemon would drop")
+  -- Switched off: nothing more is sent.
+  ember.setup({ cmd = daemon._state.cmd, restart = { delay_ms = 20 }, context = { enabled = false, debounce_ms = 0 } })
+  before = #chunks(rec)
+  vim.api.nvim_win_set_cursor(0, { 30, 0 })
+  H.feed("2yy")
+  vim.cmd("edit ctx/a.py")
+  H.sleep(100)
+  local done = false
+  daemon.request("daemon/status", nil, function()
+    done = true
+  end)
+  H.wait(function()
+    return done
+  end, 5000, "a later reply")
+  H.eq(before, #chunks(rec), "no context/add with context.enabled = false")
+  vim.cmd("silent! %bwipeout!")
+  ember.setup({ cmd = fake_cmd() })
+end)
+
+H.case("feedback: shown, accepted, partial and dismissed name the completion_id", function()
+  local rec = use_fake({ complete = { keymaps = { accept_word = "<M-w>" } } }, "--complete-texts", "é + b|GHOST|word one")
+  -- Shown, then accepted whole: the characters accepted are counted as characters, not bytes.
+  suggestion_at_end({ "x = " }, 1)
+  H.wait(function()
+    return #feedbacks(rec) == 1
+  end, 2000, "the shown report")
+  H.eq({ completion_id = "fake-1", event = "shown" }, feedbacks(rec)[1], "shown")
+  H.feed("<Tab>")
+  H.wait(function()
+    return #feedbacks(rec) == 2
+  end, 2000, "the accepted report")
+  H.eq({ completion_id = "fake-1", event = "accepted", accepted_chars = 5 }, feedbacks(rec)[2], "accepted")
+  H.feed("<Esc>")
+  -- Dismissed with <C-]>.
+  suggestion_at_end({ "abc" }, 1)
+  H.feed("<C-]>")
+  H.wait(function()
+    return #feedbacks(rec) == 4
+  end, 2000, "the dismissed report")
+  H.eq({ completion_id = "fake-2", event = "shown" }, feedbacks(rec)[3], "shown")
+  H.eq({ completion_id = "fake-2", event = "dismissed" }, feedbacks(rec)[4], "dismissed")
+  H.feed("<Esc>")
+  -- A word accepted, then the rest dismissed by leaving insert mode.
+  suggestion_at_end({ "y = " }, 1)
+  H.feed("<M-w>")
+  H.wait(function()
+    return #feedbacks(rec) == 6
+  end, 2000, "the partial report")
+  H.eq({ completion_id = "fake-3", event = "partial", accepted_chars = 4 }, feedbacks(rec)[6], "partial")
+  H.feed("<Esc>")
+  H.wait(function()
+    return #feedbacks(rec) == 7
+  end, 2000, "the report when it is left")
+  H.eq({ completion_id = "fake-3", event = "partial", accepted_chars = 4 }, feedbacks(rec)[7], "the rest left")
+  H.eq({ "y = word" }, H.lines(), "buffer")
+  H.eq({}, invalid(rec), "notifications the daemon would drop")
+end)
+
+H.case("complete: accept-word and accept-line insert part of the suggestion and keep the rest", function()
+  local rec = use_fake({ complete = { keymaps = { accept_word = "<M-w>", accept_line = "<M-l>" } } },
+    "--complete-texts", "total = sum(values)\n    return total")
+  local buf = suggestion_at_end({ "def f(values):", "    " }, 2)
+  H.feed("<M-w>")
+  H.wait(function()
+    return H.lines(buf)[2] == "    total"
+  end, 2000, "the first word")
+  H.eq(" = sum(values)\n    return total", complete.suggestion(), "the rest is still shown")
+  H.eq(1, #ghost_marks(buf), "one ghost")
+  H.eq(" = sum(values)", ghost_marks(buf)[1][4].virt_text[1][1], "inline rest")
+  H.feed("<M-w>")
+  H.wait(function()
+    return H.lines(buf)[2] == "    total ="
+  end, 2000, "the second word (punctuation)")
+  -- The <Plug> mapping does the same as the key.
+  H.feed("<Plug>(ember-accept-line)")
+  H.wait(function()
+    return H.lines(buf)[2] == "    total = sum(values)"
+  end, 2000, "the line")
+  H.eq("\n    return total", complete.suggestion(), "the next line is left")
+  H.eq({ 2, #"    total = sum(values)" }, vim.api.nvim_win_get_cursor(0), "cursor at the end of the line")
+  H.feed("<M-l>")
+  H.wait(function()
+    return #H.lines(buf) == 3
+  end, 2000, "the next line")
+  H.eq({ "def f(values):", "    total = sum(values)", "    return total" }, H.lines(buf), "buffer")
+  H.eq(false, complete.visible(), "nothing left")
+  H.wait(function()
+    return #feedbacks(rec) == 5
+  end, 2000, "the feedback")
+  local events = vim.tbl_map(function(f)
+    return f.event .. ":" .. tostring(f.accepted_chars)
+  end, feedbacks(rec))
+  H.eq({ "shown:nil", "partial:5", "partial:2", "partial:12", "accepted:36" }, events, "feedback")
+  -- Without a suggestion the keys are themselves.
+  H.feed("<Esc>")
+  H.eq(false, complete.accept_word(), "accept_word without a suggestion")
+end)
+
+H.case("complete: typing the suggestion's next characters keeps the rest on screen", function()
+  local rec = use_fake({}, "--complete-texts", "hello_world()|other")
+  local buf = suggestion_at_end({ "x = " }, 1)
+  ghosts_shown = {}
+  for i, ch in ipairs({ "h", "e", "l" }) do
+    H.feed(ch)
+    H.wait(function()
+      return H.lines(buf)[1] == "x = " .. ("hel"):sub(1, i)
+    end, 2000, "the keystroke")
+    -- At once, in the same tick as the keystroke: no gap without ghost text.
+    H.eq(("hello_world()"):sub(i + 1), complete.suggestion(), "the rest after " .. i)
+    H.eq(1, #ghost_marks(buf), "one ghost")
+  end
+  H.eq({ "lo_world()" }, { ghosts_shown[#ghosts_shown] }, "the last ghost drawn")
+  -- A character that differs: the suggestion goes; three characters of it were used.
+  H.feed("X")
+  H.wait(function()
+    return #ghost_marks(buf) == 0
+  end, 2000, "the ghost to go")
+  H.wait(function()
+    return #feedbacks(rec) == 2
+  end, 2000, "the feedback")
+  H.eq({ completion_id = "fake-1", event = "partial", accepted_chars = 3 }, feedbacks(rec)[2], "partial by typing")
+  H.feed("<Esc>")
+end)
+
+H.case("complete: typed through with auto on, the daemon's answer continues the same suggestion", function()
+  local rec = use_fake({ complete = { auto = true, debounce_ms = 20 } }, "--type-through", "--complete-texts", "print(value)")
+  local buf = H.buffer({ "" })
+  H.feed("iy")
+  H.wait(complete.visible, 5000, "the first suggestion")
+  H.eq("print(value)", complete.suggestion(), "suggestion")
+  H.feed("pr")
+  H.wait(function()
+    return H.lines(buf)[1] == "ypr"
+  end, 2000, "the keystrokes")
+  H.eq("int(value)", complete.suggestion(), "the rest is shown at once")
+  H.wait(function()
+    return #received(rec, "complete") >= 2
+  end, 5000, "the request after typing")
+  local last = sent(rec, function(m)
+    return m.result and m.result.usage and m.result.usage.typed_through
+  end)
+  H.wait(function()
+    last = sent(rec, function(m)
+      return m.result and m.result.usage and m.result.usage.typed_through
+    end)
+    return #last >= 1
+  end, 5000, "the typed-through answer")
+  H.sleep(50)
+  H.eq("int(value)", complete.suggestion(), "the answer continues it")
+  H.feed("<Tab>")
+  H.wait(function()
+    return H.lines(buf)[1] == "yprint(value)"
+  end, 2000, "the accepted text")
+  H.wait(function()
+    return #feedbacks(rec) == 2
+  end, 2000, "the feedback")
+  local events = vim.tbl_map(function(f)
+    return f.completion_id .. ":" .. f.event
+  end, feedbacks(rec))
+  H.eq({ "fake-1:shown", "fake-1:accepted" }, events, "one completion, shown once, accepted")
+  H.eq(12, feedbacks(rec)[2].accepted_chars, "all its characters (typed ones too)")
   H.feed("<Esc>")
   ember.setup({ cmd = fake_cmd(), complete = { auto = false } })
 end)

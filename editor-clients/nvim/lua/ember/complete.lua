@@ -6,7 +6,15 @@
 --- Every request also carries the buffer's URI as its `supersede` key: a new request for the same
 --- buffer replaces one still in flight in the daemon itself (which answers the old one -32800),
 --- so a burst of requests never queues work nobody will read.
+---
+--- Typing through: when the user types the next characters of the suggestion, the rest stays on
+--- screen at once (the daemon answers the next request from the same suggestion, so the redraw
+--- matches). Accept-word and accept-line insert part of it and keep showing the rest.
+--- Feedback: `completion/feedback` tells the daemon, by the result's `completion_id`, that a
+--- suggestion was shown, accepted (whole, or typed through to its end), partly accepted (a word,
+--- a line, or characters typed through) or dismissed; the daemon only counts it locally.
 local config = require("ember.config")
+local context = require("ember.context")
 local daemon = require("ember.daemon")
 local log = require("ember.log")
 local util = require("ember.util")
@@ -22,7 +30,9 @@ local st = {
   req_pos = nil, -- { buf, row, col } the request in flight was made for
   timer = nil, ---@type uv.uv_timer_t|nil
   -- col: where the text goes; ccol: the cursor column it was made for (they differ in normal mode)
-  ghost = nil, ---@type { buf: integer, row: integer, col: integer, ccol: integer, text: string, tick: integer }|nil
+  -- id: the result's completion_id; typed: characters of it typed through or partly accepted
+  -- since it was shown; after: the line's text right of `col` when it was shown.
+  ghost = nil, ---@type { buf: integer, row: integer, col: integer, ccol: integer, text: string, tick: integer, id: string|nil, typed: integer, after: string }|nil
   mapped = {}, -- lhs we mapped in insert mode -> true
   attached = false,
 }
@@ -73,11 +83,28 @@ function M.context(buf, row, col, max_prefix, max_suffix)
   return prefix, suffix
 end
 
-local function clear_ghost()
+--- Tell the daemon what became of a completion (nothing without an id or a running daemon).
+---@param event "shown"|"accepted"|"partial"|"dismissed"
+local function feedback(id, event, chars)
+  if id then
+    daemon.notify("completion/feedback", { completion_id = id, event = event, accepted_chars = chars })
+  end
+end
+
+--- Take the ghost text off the screen. Unless `silent`, its outcome is reported: partly accepted
+--- when some of it was typed through or accepted by word/line, else dismissed.
+local function clear_ghost(silent)
   local g = st.ghost
   st.ghost = nil
   if g and vim.api.nvim_buf_is_valid(g.buf) then
     vim.api.nvim_buf_clear_namespace(g.buf, ns, 0, -1)
+  end
+  if g and not silent then
+    if g.typed > 0 then
+      feedback(g.id, "partial", g.typed)
+    else
+      feedback(g.id, "dismissed")
+    end
   end
 end
 
@@ -118,8 +145,8 @@ function M.suggestion()
   return M.visible() and st.ghost.text or nil
 end
 
-local function show(buf, row, col, ccol, s)
-  clear_ghost()
+local function draw(buf, row, col, s)
+  vim.api.nvim_buf_clear_namespace(buf, ns, 0, -1)
   local lines = vim.split(s, "\n", { plain = true })
   local opts = {
     virt_text = { { lines[1], "EmberGhost" } },
@@ -133,8 +160,43 @@ local function show(buf, row, col, ccol, s)
     end
   end
   vim.api.nvim_buf_set_extmark(buf, ns, row - 1, col, opts)
-  st.ghost = { buf = buf, row = row, col = col, ccol = ccol, text = s, tick = vim.b[buf].changedtick }
-  vim.api.nvim_exec_autocmds("User", { pattern = "EmberCompletionShown", modeline = false, data = { text = s } })
+end
+
+local function line_after(buf, row, col)
+  return (vim.api.nvim_buf_get_lines(buf, row - 1, row, false)[1] or ""):sub(col + 1)
+end
+
+--- Show `s` (the result `id`) at the cursor. A result with the id already on screen (the daemon
+--- answered from the suggestion being typed through) continues it: no second "shown".
+local function show(buf, row, col, ccol, s, id)
+  local prev = st.ghost
+  local same = prev and id and prev.id == id
+  clear_ghost(same)
+  draw(buf, row, col, s)
+  st.ghost = {
+    buf = buf, row = row, col = col, ccol = ccol, text = s, tick = vim.b[buf].changedtick, id = id,
+    typed = same and prev.typed or 0, after = line_after(buf, row, col),
+  }
+  if not same then
+    feedback(id, "shown")
+  end
+  vim.api.nvim_exec_autocmds("User", { pattern = "EmberCompletionShown", modeline = false, data = { text = s, completion_id = id } })
+end
+
+--- Keep showing what is left of the suggestion after `n` bytes of it went into the buffer (typed,
+--- or accepted by word or line), the cursor now at (row, col). Returns false when nothing is left.
+local function advance(n, row, col)
+  local g = st.ghost
+  local done = g.text:sub(1, n)
+  local rest = g.text:sub(n + 1)
+  g.typed = g.typed + vim.fn.strchars(done)
+  if rest == "" then
+    return false
+  end
+  g.text, g.row, g.col, g.ccol = rest, row, col, col
+  g.tick = vim.b[g.buf].changedtick
+  draw(g.buf, row, col, rest)
+  return true
 end
 
 --- The buffer's `supersede` key: its URI, or a per-buffer key for a buffer without a name.
@@ -151,7 +213,10 @@ function M.request(opts)
   opts = opts or {}
   M.attach()
   stop_timer()
-  clear_ghost()
+  -- A suggestion still valid at the cursor (being typed through) stays until the answer replaces it.
+  if not M.visible() then
+    clear_ghost()
+  end
   local replaced, replaced_buf = st.req, st.req_pos and st.req_pos.buf
   st.gen = st.gen + 1
   st.req = nil
@@ -169,7 +234,8 @@ function M.request(opts)
   local prefix, suffix = M.context(buf, row, col, o.max_prefix_chars, o.max_suffix_chars)
   local gen = st.gen
   local tick = vim.b[buf].changedtick
-  st.req_pos = { buf = buf, row = row, col = ccol }
+  local sent_context = context.before_complete() > 0 or not daemon.is_running()
+  st.req_pos = { buf = buf, row = row, col = ccol, tick = tick }
   st.req = daemon.request("complete", {
     prefix = prefix,
     suffix = suffix,
@@ -178,6 +244,8 @@ function M.request(opts)
     stop = o.stop,
     model = o.model,
     supersede = M.supersede_key(buf),
+    language = vim.bo[buf].filetype ~= "" and vim.bo[buf].filetype:sub(1, 64) or nil,
+    path = util.buf_path(buf),
   }, function(err, result)
     if gen ~= st.gen then
       return -- superseded
@@ -198,13 +266,18 @@ function M.request(opts)
       return -- the cursor or the text moved on meanwhile
     end
     if type(s) ~= "string" or s == "" then
+      clear_ghost()
       if opts.manual then
         util.notify("no completion here")
       end
       return
     end
-    show(buf, row, col, ccol, s)
+    local id = type(result.completion_id) == "string" and result.completion_id or nil
+    show(buf, row, col, ccol, s, id)
   end)
+  if not sent_context then
+    context.flush() -- the daemon was started by this request
+  end
   if replaced then
     if st.req and replaced_buf == buf then
       daemon.forget(replaced) -- the new request, already sent, superseded it in the daemon
@@ -216,20 +289,73 @@ function M.request(opts)
 end
 
 --- Insert the suggestion at the cursor. Returns false when there is none.
+--- Insert `piece` (the start of the suggestion) at it and put the cursor after it.
+local function insert(g, piece)
+  local lines = vim.split(piece, "\n", { plain = true })
+  vim.api.nvim_buf_set_text(g.buf, g.row - 1, g.col, g.row - 1, g.col, lines)
+  local end_row = g.row + #lines - 1
+  local end_col = (#lines == 1 and g.col or 0) + #lines[#lines]
+  vim.api.nvim_win_set_cursor(0, { end_row, end_col })
+  return end_row, end_col
+end
+
 function M.accept()
   if not M.visible() then
     clear_ghost()
     return false
   end
   local g = st.ghost
-  clear_ghost()
+  clear_ghost(true)
   cancel_request()
-  local lines = vim.split(g.text, "\n", { plain = true })
-  vim.api.nvim_buf_set_text(g.buf, g.row - 1, g.col, g.row - 1, g.col, lines)
-  local end_row = g.row + #lines - 1
-  local end_col = (#lines == 1 and g.col or 0) + #lines[#lines]
-  vim.api.nvim_win_set_cursor(0, { end_row, end_col })
+  insert(g, g.text)
+  feedback(g.id, "accepted", g.typed + vim.fn.strchars(g.text))
   return true
+end
+
+--- The suggestion's next word: spaces (line breaks too), then a run of word characters or of
+--- other non-blank ones.
+function M.next_word(text)
+  return text:match("^%s*[%w_]+") or text:match("^%s*[^%w_%s]+") or text
+end
+
+--- The rest of the suggestion's current line; when that is empty (the suggestion continues on the
+--- next line), the line break and the next line.
+function M.next_line(text)
+  local line = text:match("^[^\n]*")
+  if line == "" then
+    return text:match("^\n[^\n]*") or text
+  end
+  return line
+end
+
+--- Accept part of the suggestion (`pick(text)` says which start of it) and keep showing the rest.
+local function accept_part(pick)
+  if not M.visible() then
+    clear_ghost()
+    return false
+  end
+  local g = st.ghost
+  cancel_request()
+  local piece = pick(g.text)
+  local chars = vim.fn.strchars(piece)
+  local row, col = insert(g, piece)
+  if advance(#piece, row, col) then
+    feedback(g.id, "partial", chars)
+  else
+    clear_ghost(true)
+    feedback(g.id, "accepted", g.typed)
+  end
+  return true
+end
+
+--- Insert the suggestion's next word; false when there is none.
+function M.accept_word()
+  return accept_part(M.next_word)
+end
+
+--- Insert the rest of the suggestion's current line; false when there is none.
+function M.accept_line()
+  return accept_part(M.next_line)
 end
 
 local function auto_allowed(buf)
@@ -240,12 +366,49 @@ local function auto_allowed(buf)
   return o.filetypes == nil or vim.tbl_contains(o.filetypes, vim.bo[buf].filetype)
 end
 
+--- After an edit: when it only typed the suggestion's next characters on its line, keep showing
+--- the rest (true). An edit of our own (accept word/line) left the ghost valid already.
+local function typed_through()
+  local g = st.ghost
+  if not g or not in_insert() or not vim.api.nvim_buf_is_valid(g.buf) then
+    return false
+  end
+  local buf, row, col = cursor()
+  if buf ~= g.buf or row ~= g.row then
+    return false
+  end
+  if vim.b[buf].changedtick == g.tick then
+    return col == g.ccol
+  end
+  local line = vim.api.nvim_buf_get_lines(buf, row - 1, row, false)[1] or ""
+  local n = col - g.col
+  if n <= 0 or n > #g.text or line:sub(g.col + 1, col) ~= g.text:sub(1, n) or line:sub(col + 1) ~= g.after then
+    return false
+  end
+  if not advance(n, row, col) then
+    -- Typed to its end: the whole suggestion is in the buffer.
+    clear_ghost(true)
+    feedback(g.id, "accepted", g.typed)
+    return false
+  end
+  return true
+end
+
 local function on_text_changed()
-  M.dismiss()
+  stop_timer()
+  local kept = typed_through()
+  if not kept then
+    clear_ghost()
+  end
   local buf = vim.api.nvim_get_current_buf()
   if not auto_allowed(buf) then
+    cancel_request()
     return
   end
+  -- The request in flight is now for older text: its answer is not shown (gen), but it is not
+  -- cancelled either: the next request carries the same `supersede` key, so the daemon replaces
+  -- it, or answers from it when the keystrokes typed its text.
+  st.gen = st.gen + 1
   st.timer = st.timer or vim.uv.new_timer()
   st.timer:start(config.options.complete.debounce_ms, 0, vim.schedule_wrap(function()
     if in_insert() and vim.api.nvim_get_current_buf() == buf then
@@ -256,16 +419,42 @@ end
 
 -- Moving the cursor away makes the suggestion and the request in flight useless; a debounced
 -- request still to come reads the cursor when it fires, so it stays.
+-- An edit moves the cursor too (CursorMovedI comes before TextChangedI): that case is left to
+-- on_text_changed, which knows whether the edit typed the suggestion.
 local function on_cursor_moved()
   local buf, row, col = cursor()
   local g = st.ghost
-  if g and not (g.buf == buf and g.row == row and g.ccol == col) then
+  if g and not (g.buf == buf and g.row == row and g.ccol == col) and vim.b[buf].changedtick == g.tick then
     clear_ghost()
   end
   local p = st.req_pos
-  if st.req and p and not (p.buf == buf and p.row == row and p.col == col) then
+  if st.req and p and not (p.buf == buf and p.row == row and p.col == col) and vim.b[buf].changedtick == p.tick then
     cancel_request()
   end
+end
+
+local function action_rhs(a, fallback)
+  return function()
+    if M.visible() then
+      return ("<Cmd>lua require('ember.complete').%s()<CR>"):format(a.fn)
+    end
+    return fallback
+  end
+end
+
+-- Insert-mode actions: their function and description. A key set in `complete.keymaps` falls back
+-- to itself when no suggestion is showing; the <Plug> mappings (plugin/ember.lua) to nothing.
+M.actions = {
+  accept = { fn = "accept", desc = "accept the suggestion" },
+  accept_word = { fn = "accept_word", desc = "accept the suggestion's next word" },
+  accept_line = { fn = "accept_line", desc = "accept the suggestion's current line" },
+  dismiss = { fn = "dismiss", desc = "dismiss the suggestion" },
+}
+
+--- The right-hand side of an expr mapping that runs action `name`, or gives `fallback` without a
+--- suggestion.
+function M.action_rhs(name, fallback)
+  return action_rhs(M.actions[name], fallback)
 end
 
 local function map_keys()
@@ -274,28 +463,18 @@ local function map_keys()
   end
   st.mapped = {}
   local k = config.options.complete.keymaps
-  if k.accept then
-    vim.keymap.set("i", k.accept, function()
-      if M.visible() then
-        return "<Cmd>lua require('ember.complete').accept()<CR>"
-      end
-      return k.accept
-    end, { expr = true, desc = "Ember: accept the suggestion" })
-    st.mapped[k.accept] = true
-  end
-  if k.dismiss then
-    vim.keymap.set("i", k.dismiss, function()
-      if M.visible() then
-        return "<Cmd>lua require('ember.complete').dismiss()<CR>"
-      end
-      return k.dismiss
-    end, { expr = true, desc = "Ember: dismiss the suggestion" })
-    st.mapped[k.dismiss] = true
+  for name, a in pairs(M.actions) do
+    local lhs = k[name]
+    if lhs then
+      vim.keymap.set("i", lhs, action_rhs(a, lhs), { expr = true, desc = "Ember: " .. a.desc })
+      st.mapped[lhs] = true
+    end
   end
 end
 
 --- Install the autocommands (once) and the keymaps (again after each setup()).
 function M.attach(remap)
+  context.attach()
   if not st.attached then
     st.attached = true
     vim.api.nvim_create_autocmd("TextChangedI", { group = group, callback = on_text_changed })

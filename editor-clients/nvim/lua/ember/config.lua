@@ -50,8 +50,20 @@ M.defaults = {
     filetypes = nil, -- nil: every buffer; or a list of filetypes where `auto` applies
     keymaps = {
       accept = "<Tab>", -- insert mode; falls back to a plain <Tab> without a suggestion
+      accept_word = false, -- e.g. "<M-Right>": accept the suggestion's next word
+      accept_line = false, -- e.g. "<M-Down>": accept the rest of its current line
       dismiss = "<C-]>",
     },
+  },
+  -- Workspace context for inline completion (`context/add`): text around the cursor of files you
+  -- open, around your last edit when you save or leave a buffer, and what you yank. Sent once
+  -- inline completion is in use (auto on, or a completion was asked for).
+  context = {
+    enabled = true,
+    lines = 64, -- lines per chunk: a window around the cursor or the last edit
+    max_chars = 4096, -- characters per chunk at most (long lines are cut)
+    debounce_ms = 200, -- gather chunks this long, then send them in one notification
+    max_pending = 16, -- chunks kept while nothing can be sent (oldest dropped)
   },
   window = {
     border = "rounded",
@@ -162,7 +174,21 @@ M.schema = {
     max_suffix_chars = leaf("number", false, nonneg_int, "an integer >= 0"),
     model = leaf("string", true),
     filetypes = leaf("table", true, list_of_strings, "a list of filetypes"),
-    keymaps = { accept = keymap_leaf(), dismiss = keymap_leaf() },
+    keymaps = {
+      accept = keymap_leaf(),
+      accept_word = keymap_leaf(),
+      accept_line = keymap_leaf(),
+      dismiss = keymap_leaf(),
+    },
+  },
+  context = {
+    enabled = leaf("boolean"),
+    lines = leaf("number", false, pos_int, "an integer >= 1"),
+    max_chars = leaf("number", false, pos_int, "an integer >= 1"),
+    debounce_ms = leaf("number", false, nonneg_int, "an integer >= 0"),
+    max_pending = leaf("number", false, function(v)
+      return pos_int(v) and v <= 64
+    end, "an integer in [1, 64]"),
   },
   window = {
     border = leaf({ "string", "table" }),

@@ -56,6 +56,16 @@ function M.accept()
   return require("ember.complete").accept()
 end
 
+--- Insert the suggestion's next word; false when there is none.
+function M.accept_word()
+  return require("ember.complete").accept_word()
+end
+
+--- Insert the rest of the suggestion's current line; false when there is none.
+function M.accept_line()
+  return require("ember.complete").accept_line()
+end
+
 function M.dismiss()
   return require("ember.complete").dismiss()
 end

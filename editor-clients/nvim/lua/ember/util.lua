@@ -58,4 +58,24 @@ function M.report(what, err)
   M.error(("%s failed: %s"):format(what, M.error_text(err)))
 end
 
+--- A buffer's path as the daemon gets it (`path` of complete and context/add): relative to the
+--- working directory (the workspace root) when the file is inside it, else absolute, or the
+--- buffer's URI-like name (oil://, fugitive://). nil for a buffer without a name, or a name longer
+--- than the daemon takes.
+function M.buf_path(buf)
+  local name = vim.api.nvim_buf_get_name(buf)
+  if name == "" then
+    return nil
+  end
+  local path = name
+  if not name:match("^%a[%w+.-]*://") then
+    path = vim.fs.normalize(vim.fn.fnamemodify(name, ":p"))
+    local root = vim.fs.normalize(vim.fn.getcwd())
+    if root ~= "/" and path:sub(1, #root + 1) == root .. "/" then
+      path = path:sub(#root + 2)
+    end
+  end
+  return #path <= 4096 and path or nil
+end
+
 return M
