@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,44 @@ def test_each_completion_counts_one_shown_and_its_best_outcome(tmp_path):
     figures = s.summary()["languages"]["go"]
     assert (figures["shown"], figures["partial"], figures["accepted"], figures["dismissed"]) == (1, 0, 1, 0)
     assert figures["accepted_chars"] == 8 and figures["acceptance_rate"] == 1.0
+
+
+def test_a_rule_counts_once_per_completion(tmp_path):
+    s = make(tmp_path)
+    s.completed("client", "a", "python", result(rules=["repeat-line", "repeat-line", "fence"]))
+    s.completed("client", "b", "python", result(rules=["repeat-line"]))
+    assert s.summary()["languages"]["python"]["rules"] == {"repeat-line": 2, "fence": 1}
+
+
+def test_threads_recording_while_another_writes_lose_nothing(tmp_path):
+    """The worker thread and the event loop record while the timer's thread writes the file."""
+    s = make(tmp_path)
+    stop = threading.Event()
+
+    def writer():
+        while not stop.is_set():
+            s.flush()
+
+    def recorder(name: str):
+        for i in range(400):
+            s.completed("client", f"{name}{i}", "python", result())
+            fb(s, f"{name}{i}", "accepted" if i % 2 else "dismissed")
+
+    flusher = threading.Thread(target=writer)
+    flusher.start()
+    recorders = [threading.Thread(target=recorder, args=(n,)) for n in "abc"]
+    for t in recorders:
+        t.start()
+    for t in recorders:
+        t.join()
+    stop.set()
+    flusher.join()
+    s.close()
+    data = read_file(s.path)
+    assert data is not None
+    py = data["languages"]["python"]
+    assert (py["completions"], py["shown"], py["accepted"], py["dismissed"]) == (1200, 1200, 600, 600)
+    assert s.summary()["languages"]["python"]["completions"] == 1200
 
 
 def test_an_outcome_without_shown_counts_as_shown(tmp_path):

@@ -36,7 +36,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +224,6 @@ class _Pending:
     shown: bool = False
     outcome: str | None = None
     chars_counted: int = 0
-    seen_at: float = field(default_factory=time.monotonic)
 
 
 class CompletionStats:
@@ -248,7 +247,8 @@ class CompletionStats:
 
     def completed(self, client: Hashable, completion_id: str, language: str | None,
                   result: Mapping[str, Any]) -> None:
-        """An inline completion was returned (its `complete` result)."""
+        """An inline completion was returned (its `complete` result). Feedback finds it by
+        `completion_id` alone, so ids must be unique within the daemon, across clients."""
         if not self.enabled:
             return
         lang = _name(language)
@@ -269,8 +269,7 @@ class CompletionStats:
             counts["total_ms"][str(bucket(total))] = 1
         rules = cut.get("rules") if isinstance(cut, Mapping) else None
         for rule in rules if isinstance(rules, list) else []:
-            key = _name(rule, OTHER)
-            counts["rules"][key] = counts["rules"].get(key, 0) + 1
+            counts["rules"][_name(rule, OTHER)] = 1  # completions each rule changed: once each
         with self._lock:
             self._pending[completion_id] = _Pending(lang, len(text) if isinstance(text, str) else None)
             self._pending.move_to_end(completion_id)
