@@ -58,7 +58,8 @@ def run_stdio(loaded: LoadedConfig, parent_pid: int | None = None) -> int:
         d = loaded.settings.daemon
         connection = StdioConnection(protocol, sys.stdin.fileno(), protocol_fd,
                                      max_unread=int(d.max_unread_mb * 2**20),
-                                     stall_timeout_s=d.stall_timeout_s)
+                                     stall_timeout_s=d.stall_timeout_s,
+                                     max_in_progress=d.max_client_queue, max_model_work=d.max_queue)
         waiting: list[asyncio.Future[Any]] = [asyncio.ensure_future(connection.serve()), finished]
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         code = finished.result() if finished.done() else 0

@@ -175,6 +175,7 @@ class EmberProtocol(JsonRPCProtocol):
         self.on_exit: Callable[[int], None] | None = None
         self.on_request: Callable[[str], None] | None = None  # counters, idle timers
         self.flow: Any = None  # the transport's Backpressure, if it has one
+        self.on_answered: Callable[[], None] | None = None  # a request's slot is free (transport intake)
         self._write_failed = False
 
     @property
@@ -196,6 +197,9 @@ class EmberProtocol(JsonRPCProtocol):
     @property
     def in_flight(self) -> int:
         return len(self._inflight)
+
+    def methods_in_flight(self) -> list[str]:
+        return [req.method for req in self._inflight.values()]
 
     async def wait_idle(self) -> None:
         """Return once every request received so far has been answered."""
@@ -415,6 +419,8 @@ class EmberProtocol(JsonRPCProtocol):
         finally:
             if not self._inflight and self._idle is not None:
                 self._idle.set()
+            if self.on_answered is not None:
+                self.on_answered()
 
     def _answer_now(self, msg_id: Any, batch: Batch | None, result: Any = None,
                     error: EmberError | None = None) -> None:

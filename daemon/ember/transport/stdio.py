@@ -3,7 +3,9 @@
 Replies go through a writer thread, so a stalled editor (one that stops reading our stdout) never
 blocks the event loop; the bytes waiting for it are bounded by Backpressure (flow.py): past the
 bound we stop reading its requests, and if it takes nothing for the stall timeout we cancel its
-work and close.
+work and close. Requests piped in faster than they are answered wait in the Intake (intake.py):
+past `max_client_queue` in progress they start as answers go out, and past its read-ahead we stop
+reading stdin, so the pipe itself holds the rest.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ import logging
 import os
 import threading
 from collections import deque
+from concurrent.futures import CancelledError
 
 from ..rpc.protocol import EmberProtocol, parse_frame
 from . import framing
 from .flow import Backpressure
 from .framing import FrameDecoder
+from .intake import Intake, IntakeGroup
 
 log = logging.getLogger(__name__)
 
 WRITE_CHUNK = 1 << 16  # progress is counted per chunk, so a slow reader of a big reply is not "stuck"
 DEFAULT_MAX_UNREAD = 4 << 20
+DEFAULT_MAX_IN_PROGRESS = 32
 
 
 def claim_stdout() -> int:
@@ -38,13 +43,16 @@ def claim_stdout() -> int:
 
 class StdioConnection:
     def __init__(self, protocol: EmberProtocol, in_fd: int, out_fd: int,
-                 max_unread: int = DEFAULT_MAX_UNREAD, stall_timeout_s: float = 60.0):
+                 max_unread: int = DEFAULT_MAX_UNREAD, stall_timeout_s: float = 60.0,
+                 max_in_progress: int = DEFAULT_MAX_IN_PROGRESS, max_model_work: int | None = None):
         self.protocol = protocol
         self.in_fd = in_fd
         self.out_fd = out_fd
         self.decoder = FrameDecoder()
         self.max_unread = max_unread
         self.stall_timeout_s = stall_timeout_s
+        self.max_in_progress = max_in_progress
+        self.max_model_work = max_model_work
         self.stalled: str | None = None  # why we gave up on the client, if we did
         self._out: deque[bytes] = deque()
         self._out_cond = threading.Condition()
@@ -55,6 +63,7 @@ class StdioConnection:
         self._eof: asyncio.Event | None = None
         self._flushed: asyncio.Event | None = None
         self.flow: Backpressure | None = None
+        self.intake: Intake | None = None
 
     # -- out -----------------------------------------------------------------------------------
 
@@ -115,6 +124,8 @@ class StdioConnection:
         self._give_up()
 
     def _give_up(self) -> None:
+        if self.intake is not None:
+            self.intake.close()
         self.protocol.cancel_all()
         assert self._eof is not None and self._flushed is not None
         self._flushed.set()  # nothing more will reach the client
@@ -145,25 +156,19 @@ class StdioConnection:
                                  unread=lambda: self._unread, taken=lambda: self._taken,
                                  on_stall=self._stall)
         self.protocol.flow = self.flow
+        self.intake = Intake(self.protocol, IntakeGroup(loop, self.max_in_progress, self.max_model_work))
         self.protocol.attach(self.write, loop)
         threading.Thread(target=self._write_out, name="ember-stdout", daemon=True).start()
         threading.Thread(target=self._read, args=(loop,), name="ember-stdin", daemon=True).start()
         await self._eof.wait()
         if self.stalled or self._broken:
             return
-        await self.protocol.wait_idle()
+        await self.intake.wait_done()
         await self.flush()
 
     def _read(self, loop: asyncio.AbstractEventLoop) -> None:
         # A plain thread with blocking reads works for pipes, files and terminals alike.
-        assert self.flow is not None
         while True:
-            if not self.flow.readable.is_set():
-                # The client is not reading our replies: stop taking its requests until it does.
-                try:
-                    asyncio.run_coroutine_threadsafe(self.flow.readable.wait(), loop).result()
-                except (RuntimeError, asyncio.CancelledError):
-                    return
             try:
                 chunk = os.read(self.in_fd, 1 << 16)
             except OSError:
@@ -171,17 +176,25 @@ class StdioConnection:
             frames = self.decoder.feed(chunk) if chunk else self.decoder.finish()
             # Parse here, off the event loop: a huge or hostile frame costs this thread, not
             # every other piece of work the loop does meanwhile.
-            parsed = [parse_frame(frame) for frame in frames]
+            parsed = [(parse_frame(frame), len(frame) if isinstance(frame, bytes) else 0) for frame in frames]
+            # Hand over and wait: the next read happens only once the loop has taken these and
+            # the client may be read again, so the bytes we hold for it stay bounded.
             try:
-                loop.call_soon_threadsafe(self._on_frames, parsed, not chunk)
-            except RuntimeError:
+                asyncio.run_coroutine_threadsafe(self._take(parsed, not chunk), loop).result()
+            except (RuntimeError, CancelledError, asyncio.CancelledError):
                 return
             if not chunk:
                 return
 
-    def _on_frames(self, parsed: list, eof: bool) -> None:
-        for message in parsed:
-            self.protocol.dispatch(message)
+    async def _take(self, parsed: list, eof: bool) -> None:
+        assert self._eof is not None and self.intake is not None and self.flow is not None
+        for message, size in parsed:
+            self.intake.admit(message, size)
         if eof:
-            assert self._eof is not None
             self._eof.set()
+            return
+        # Not while the client leaves its replies unread (flow.py), nor while many of its requests
+        # wait for a slot (intake.py).
+        while not (self.flow.readable.is_set() and self.intake.readable.is_set()) and not self._eof.is_set():
+            await self.flow.readable.wait()
+            await self.intake.readable.wait()
