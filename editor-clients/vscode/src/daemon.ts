@@ -18,6 +18,7 @@ import {
   Emitter,
   Event,
   MessageConnection,
+  NotificationType,
   RequestParam,
   RequestType,
   RequestType0,
@@ -155,6 +156,19 @@ export class Daemon implements Disposable {
       return session.connection.sendRequest(type, t);
     }
     return session.connection.sendRequest(type, paramsOrToken, token);
+  }
+
+  /**
+   * Sends a notification to the daemon if one is running and initialized; starts none (what it
+   * carries is only worth sending to a daemon already in use). Returns whether it was sent.
+   */
+  notify<P>(type: NotificationType<P>, params: P): boolean {
+    const session = this.session;
+    if (!session || this.currentState !== 'running') return false;
+    session.connection.sendNotification(type, params as RequestParam<P>).catch((error: unknown) => {
+      this.options.logger.debug(`${type.method}: ${describeError(error)}`);
+    });
+    return true;
   }
 
   /**

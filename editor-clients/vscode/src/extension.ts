@@ -6,9 +6,11 @@
  * for it, or uses a shared daemon that is already running.
  */
 import * as vscode from 'vscode';
+import { ContextEvents } from './contextEvents';
 import { Daemon, DaemonOptions } from './daemon';
 import { restartDaemon, showLog, showStatus } from './daemonCommands';
-import { EmberInlineCompletionProvider } from './inlineCompletion';
+import { FeedbackTracker } from './feedback';
+import { ACCEPTED_COMMAND, EmberInlineCompletionProvider } from './inlineCompletion';
 import { OUTPUT_SCHEME, OutputDocuments } from './outputView';
 import * as protocol from './protocol';
 import { ModelProgress } from './progress';
@@ -16,6 +18,7 @@ import { Settings, readSettings, sharedProbeArgs } from './settings';
 import { TokenCountStatus } from './statusBar';
 import { Services, classify, summarize, translate } from './textCommands';
 import { showError } from './ui';
+import { CONTEXT_DEFAULTS, ContextCollector } from './workspaceContext';
 
 let stopAll: (() => Promise<void>) | undefined;
 
@@ -27,6 +30,10 @@ export interface EmberApi {
   daemon: Daemon;
   tokenCount: TokenCountStatus;
   inlineCompletion: EmberInlineCompletionProvider;
+  /** Workspace context waiting to be sent (`context/add`). */
+  context: ContextCollector;
+  /** What became of the inline completions (`completion/feedback`). */
+  feedback: FeedbackTracker;
   /** The folder of the extension's log files (the Ember output channel is `Ember.log` in it). */
   logUri: vscode.Uri;
   /** The request types to use with `daemon.request` (vscode-jsonrpc matches them by identity). */
@@ -56,7 +63,21 @@ export function activate(context: vscode.ExtensionContext): EmberApi {
   const outputs = new OutputDocuments();
   const services: Services = { daemon, log, settings: () => settings, outputs };
   const tokenCount = new TokenCountStatus(daemon, sharedOptions, () => settings, log);
-  const inlineCompletion = new EmberInlineCompletionProvider(daemon, () => settings, log);
+  const feedback = new FeedbackTracker((id, event, chars) => {
+    daemon.notify(protocol.CompletionFeedback, { completion_id: id, event, ...(chars !== undefined && { accepted_chars: chars }) });
+  });
+  // Workspace context goes out once inline completion is in use (a daemon that only counts tokens
+  // or summarizes never gets it), and only to a daemon already running.
+  let completionUsed = false;
+  const contextChunks = new ContextCollector(
+    (chunks) => daemon.notify(protocol.ContextAdd, { chunks }),
+    () => settings.completion.context && completionUsed,
+    () => vscode.window.activeTextEditor?.document.uri.toString(),
+  );
+  const inlineCompletion = new EmberInlineCompletionProvider(daemon, () => settings, log, feedback, () => {
+    completionUsed = true;
+    contextChunks.flush();
+  });
   stopAll = async () => {
     await Promise.all([tokenCount.close(), daemon.dispose()]);
   };
@@ -65,6 +86,14 @@ export function activate(context: vscode.ExtensionContext): EmberApi {
     outputs,
     tokenCount,
     new ModelProgress(daemon, log),
+    new ContextEvents(contextChunks, () => settings.completion.context, () => CONTEXT_DEFAULTS, feedback),
+    contextChunks,
+    daemon.onDidChangeState((state) => {
+      if (state === 'running') contextChunks.flush();
+    }),
+    vscode.commands.registerCommand(ACCEPTED_COMMAND, (id: unknown) => {
+      if (typeof id === 'string') feedback.didAccept(id);
+    }),
     daemon.onDidFail((error) => void showError(error, log, () => restartDaemon(services))),
     vscode.workspace.registerTextDocumentContentProvider(OUTPUT_SCHEME, outputs),
     vscode.languages.registerInlineCompletionItemProvider(COMPLETION_DOCUMENTS, inlineCompletion),
@@ -91,7 +120,7 @@ export function activate(context: vscode.ExtensionContext): EmberApi {
       }
     }),
   );
-  return { daemon, tokenCount, inlineCompletion, logUri: context.logUri, protocol };
+  return { daemon, tokenCount, inlineCompletion, context: contextChunks, feedback, logUri: context.logUri, protocol };
 }
 
 /** VS Code waits for this promise: the daemon gets `shutdown` and `exit`. */

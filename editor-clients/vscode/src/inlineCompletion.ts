@@ -7,13 +7,35 @@
  * queued or running, so a burst of keystrokes never leaves work behind that nobody will read.
  * VS Code also cancels the token of a request that a keystroke made stale; that sends
  * `$/cancelRequest` at once. An answer that still arrives late is never shown.
+ *
+ * Each request also carries the document's languageId as `language` (the daemon's cut picks its
+ * parser by it) and its `path` (relative to the workspace folder when it is in one). What becomes
+ * of each suggestion is reported by its `completion_id` (feedback.ts). Typing through needs nothing
+ * here: VS Code keeps showing the rest of a suggestion whose start the user types, and the daemon
+ * answers the next request from the same suggestion.
  */
 import * as vscode from 'vscode';
 import type { Daemon } from './daemon';
 import { prefixStart } from './completionWindow';
 import { describeError, isCancelled } from './errors';
+import type { FeedbackTracker } from './feedback';
 import { Complete, supersedeKey } from './protocol';
 import { DEFAULTS, Settings, isBoolean } from './settings';
+import { documentPath } from './workspaceContext';
+
+/** The command an accepted item runs: it reports the acceptance. */
+export const ACCEPTED_COMMAND = 'ember.inlineCompletionAccepted';
+
+/** The document's `path` for the daemon. */
+export function pathOf(document: vscode.TextDocument): string | undefined {
+  const folders = (vscode.workspace.workspaceFolders ?? []).filter((f) => f.uri.scheme === 'file').map((f) => f.uri.fsPath);
+  return documentPath(document.uri, folders);
+}
+
+/** An item that knows its completion_id (for the feedback hooks). */
+interface EmberItem extends vscode.InlineCompletionItem {
+  completionId?: string;
+}
 
 /** Resolves true after `ms`, or false as soon as `token` is cancelled. */
 export function settle(ms: number, token: vscode.CancellationToken): Promise<boolean> {
@@ -46,6 +68,9 @@ export class EmberInlineCompletionProvider implements vscode.InlineCompletionIte
     private readonly daemon: Daemon,
     private readonly settings: () => Settings,
     private readonly log: vscode.LogOutputChannel,
+    private readonly feedback?: FeedbackTracker,
+    /** Called before each request is sent (the workspace context goes out first). */
+    private readonly beforeRequest?: () => void,
   ) {}
 
   async provideInlineCompletionItems(
@@ -72,17 +97,38 @@ export class EmberInlineCompletionProvider implements vscode.InlineCompletionIte
     if (prefix.trim() === '') return undefined;
 
     try {
+      this.beforeRequest?.();
       const result = await this.daemon.request(
         Complete,
-        { prefix, suffix, max_tokens: maxTokens, supersede: supersedeKey(document.uri.toString()) },
+        {
+          prefix,
+          suffix,
+          max_tokens: maxTokens,
+          supersede: supersedeKey(document.uri.toString()),
+          language: document.languageId ? document.languageId.slice(0, 64) : undefined,
+          path: pathOf(document),
+        },
         token,
       );
       const stale = token.isCancellationRequested || call !== this.latest || document.version !== version;
       if (stale || result.text === '') return undefined; // a cancelled request is an error, not a result
-      return [new vscode.InlineCompletionItem(result.text, new vscode.Range(position, position))];
+      const item: EmberItem = new vscode.InlineCompletionItem(result.text, new vscode.Range(position, position));
+      const id = result.completion_id;
+      if (id) {
+        item.completionId = id;
+        item.command = { title: 'Ember: completion accepted', command: ACCEPTED_COMMAND, arguments: [id] };
+        this.feedback?.didShow(id, document.uri.toString(), offset, result.text);
+      }
+      return [item];
     } catch (error) {
       if (!isCancelled(error)) this.log.debug(`inline completion: ${describeError(error)}`);
       return undefined;
     }
+  }
+
+  /** VS Code calls this only where the `inlineCompletionsAdditions` API proposal is enabled. */
+  handleDidPartiallyAcceptCompletionItem(item: vscode.InlineCompletionItem, acceptedLength: number): void {
+    const id = (item as EmberItem).completionId;
+    if (id) this.feedback?.didPartiallyAccept(id, acceptedLength);
   }
 }

@@ -29,6 +29,10 @@ export interface Settings {
     maxPrefixChars: number;
     maxSuffixChars: number;
   };
+  completion: {
+    /** Send workspace context (`context/add`) for inline completions. */
+    context: boolean;
+  };
   tokenCount: { enabled: boolean; debounceMs: number; maxChars: number };
 }
 
@@ -40,6 +44,7 @@ export const DEFAULTS: Settings = {
   translate: { targetLanguage: 'English', mode: 'replace', maxTokens: 1024 },
   classify: { labels: ['positive', 'negative', 'neutral'], promptForLabels: false, calibrate: 'auto' },
   complete: { enabled: false, debounceMs: 300, maxTokens: 32, maxPrefixChars: 3000, maxSuffixChars: 1000 },
+  completion: { context: true },
   tokenCount: { enabled: true, debounceMs: 300, maxChars: 500_000 },
 };
 
@@ -105,6 +110,9 @@ export function readSettings(config: ConfigSource, workspaceFolder?: string): Re
       maxTokens: get('complete.maxTokens', intIn(1, 1024), d.complete.maxTokens),
       maxPrefixChars: get('complete.maxPrefixChars', intIn(0, 100_000), d.complete.maxPrefixChars),
       maxSuffixChars: get('complete.maxSuffixChars', intIn(0, 100_000), d.complete.maxSuffixChars),
+    },
+    completion: {
+      context: get('completion.context', isBoolean, d.completion.context),
     },
     tokenCount: {
       enabled: get('tokenCount.enabled', isBoolean, d.tokenCount.enabled),

@@ -8,6 +8,9 @@
  *   --error CODE        every task answers with this error code
  *   --stderr-flood KB   write KB kilobytes to stderr before answering `initialize`
  *   --progress          send `ember/progress` (load 0..100, ready) before the first task answers
+ *
+ * It keeps the `context/add` and `completion/feedback` notifications it receives and hands them
+ * back to the request `test/notifications` (a test-only method).
  */
 import {
   CancellationToken,
@@ -134,6 +137,13 @@ connection.onRequest('shutdown', () => {
   return null;
 });
 connection.onNotification('exit', () => process.exit(shutdown ? 0 : 1));
+const notifications: { method: string; params: unknown }[] = [];
+for (const method of ['context/add', 'completion/feedback']) {
+  connection.onNotification(method, (params: unknown) => {
+    notifications.push({ method, params });
+  });
+}
+connection.onRequest('test/notifications', () => notifications);
 connection.onRequest('tokenize', (params: { text?: string }) => {
   count();
   const pieces = words(params.text ?? '');
