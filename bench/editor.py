@@ -1,6 +1,7 @@
 """What an editor feels: inline completion while typing, through a real `ember serve`.
 
     python bench/editor.py [--keystrokes 40] [--slow-keystrokes 6] [--quick]
+    python bench/editor.py --typing-through [--suggestions 6] [--suggestion-chars 40] [--daemon-code DIR]
 
 One run measures, side by side (the daemons take turns keystroke by keystroke):
 
@@ -26,6 +27,14 @@ One run measures, side by side (the daemons take turns keystroke by keystroke):
     rendering, a language server indexing), and beside one that keeps every core busy (a build).
 (d) memory and start-up: the daemon's resident memory (RSS) after the replay, and from spawn to the
     first `complete` answer with the conversion cached, for default and before.
+(e) typing through (`--typing-through`, run alone): at `--suggestions` line starts spread over
+    textwrap.py from the same point, one `complete` gives a suggestion; then the user types that
+    suggestion itself (up to `--suggestion-chars` characters), each keystroke a `complete` with the
+    same `supersede` key (plus `language` and `path`), waiting for each reply. Reported: the share of
+    keystrokes answered without model work (`usage.typed_through` present) and their latency, the
+    same for the keystrokes that needed the model, and how often the answer is the suggestion's
+    rest. Default configuration; `--daemon-code DIR` runs the daemon from another checkout
+    (PYTHONPATH=DIR/daemon) for a before figure.
 
 Runs offline with the conversion cache the tests use (EMBER_TEST_CACHE, default .ember-cache/test).
 Prints Markdown.
@@ -178,13 +187,35 @@ def start_point(text: str, tokens_wanted: int = 1300) -> int:
     raise SystemExit("file too short")
 
 
-def keystroke(d: Daemon, typist: Typist) -> dict[str, float]:
-    msg_id, sent = d.send("complete", typist.params())
+def keystroke(d: Daemon, typist: Typist, **extra: Any) -> dict[str, Any]:
+    msg_id, sent = d.send("complete", typist.params() | extra)
     arrived, msg = d.wait(msg_id)
     first = d.first_delta.get(msg_id, arrived)
     result = msg["result"]
     return {"ttft": (first - sent) * 1000, "total": (arrived - sent) * 1000,
-            "cached": result["usage"].get("cached_tokens", 0), "prompt": result["usage"]["prompt_tokens"]}
+            "cached": result["usage"].get("cached_tokens", 0), "prompt": result["usage"]["prompt_tokens"],
+            "text": result["text"], "typed_through": result["usage"].get("typed_through")}
+
+
+def typing_through(d: Daemon, text: str, start: int, suggestions: int, max_chars: int) -> list[dict[str, Any]]:
+    """(e): at `suggestions` line starts from `start` on, one `complete` gives a suggestion, then the
+    user types that suggestion itself (at most `max_chars` of it), one `complete` per keystroke with
+    the same `supersede` key, each waiting for the last one's reply."""
+    extra = {"language": "python", "path": URI}
+    starts = [m for m in (text.find("\n", start + i * 700) + 1 for i in range(suggestions)) if m > 0]
+    rows: list[dict[str, Any]] = []
+    for at in starts:
+        at += len(text[at:]) - len(text[at:].lstrip(" "))  # after the indentation, as an editor puts it
+        suggestion = keystroke(d, Typist(text, at), **extra)["text"][:max_chars]
+        if not suggestion.strip():
+            continue
+        typist = Typist(text[:at] + suggestion + text[at:], at)  # the file as the user types it
+        for typed in range(1, len(suggestion) + 1):
+            typist.type()
+            row = keystroke(d, typist, **extra)
+            row["continues"] = row["text"] == suggestion[typed:]
+            rows.append(row)
+    return rows
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -256,6 +287,37 @@ def table(results: dict[str, list[dict]]) -> None:
     print()
 
 
+def typing_through_report(args: argparse.Namespace, env: dict[str, str], text: str, start: int, began: float,
+                          load_before: str) -> None:
+    log("(e) typing through")
+    if args.daemon_code:
+        env = env | {"PYTHONPATH": str(Path(args.daemon_code).resolve() / "daemon")}
+    code = Path(args.daemon_code).resolve() if args.daemon_code else ROOT
+    commit = subprocess.run(["git", "-C", str(code), "log", "-1", "--format=%h"], capture_output=True,
+                            text=True).stdout.strip()
+    d = Daemon([], env)
+    d.call("complete", {"prompt": "warm up", "max_tokens": 1})
+    rows = typing_through(d, text, start, args.suggestions, args.suggestion_chars)
+    d.close()
+    through = [r for r in rows if r["typed_through"] is not None]
+    model = [r for r in rows if r["typed_through"] is None]
+    print(f"## bench/editor.py --typing-through, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(began))}\n")
+    print(f"{platform.node()}, {os.cpu_count()} CPUs. Daemon at {commit}, default configuration. "
+          f"{args.suggestions} suggestions from character {start} of textwrap.py, up to {args.suggestion_chars} "
+          f"characters of each typed. Load average before: {load_before}, after: "
+          f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}. Took {time.time() - began:.0f} s.\n")
+    print("| keystrokes | n | share | first token p50 / p95 ms | reply p50 / p95 ms | answer is the suggestion's rest |")
+    print("|---|---|---|---|---|---|")
+    for name, rs in (("answered without model work (`typed_through`)", through), ("needed the model", model),
+                     ("all", rows)):
+        if not rs:
+            print(f"| {name} | 0 | 0% | - | - | - |")
+            continue
+        ttft, total = [r["ttft"] for r in rs], [r["total"] for r in rs]
+        print(f"| {name} | {len(rs)} | {100 * len(rs) / len(rows):.0f}% | {pct(ttft, .5):.1f} / {pct(ttft, .95):.1f} "
+              f"| {pct(total, .5):.1f} / {pct(total, .95):.1f} | {sum(r['continues'] for r in rs)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keystrokes", type=int, default=40)
@@ -263,6 +325,10 @@ def main() -> None:
     parser.add_argument("--spawns", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="10 keystrokes, 2 slow, 1 spawn")
     parser.add_argument("--threads-only", action="store_true", help="(c) only")
+    parser.add_argument("--typing-through", action="store_true", help="(e) only")
+    parser.add_argument("--suggestions", type=int, default=6, help="(e): suggestions typed through")
+    parser.add_argument("--suggestion-chars", type=int, default=40, help="(e): characters typed of each")
+    parser.add_argument("--daemon-code", help="(e): a checkout whose daemon/ runs instead of this one's")
     args = parser.parse_args()
     if args.quick:
         args.keystrokes, args.slow_keystrokes, args.spawns = 10, 2, 1
@@ -271,7 +337,10 @@ def main() -> None:
     text = open(textwrap.__file__).read()
     start = start_point(text)
     tmp = Path(tempfile.mkdtemp(prefix="ember-bench-"))
-    env = daemon_environment(tmp, EMBER_DAEMON__LOG_LEVEL="warning")
+    env = daemon_environment(tmp, EMBER_DAEMON__LOG_LEVEL="warning", XDG_STATE_HOME=str(tmp / "state"))
+    if args.typing_through:
+        typing_through_report(args, env, text, start, began, load_before)
+        return
 
     if not args.threads_only:
         log("(a) keystroke replay")
