@@ -194,6 +194,7 @@ REAL_CASES = [
     "progress: the model load was reported",
     "health: :checkhealth ember is all OK",
     "complete: a newer request for the buffer supersedes the one in flight; it gets -32800 and is never shown",
+    "complete: language, path, workspace context and feedback reach the real daemon",
 ]
 
 

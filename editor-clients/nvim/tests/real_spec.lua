@@ -369,4 +369,82 @@ H.case("complete: a newer request for the buffer supersedes the one in flight; i
   setup()
 end)
 
+
+H.case("complete: language, path, workspace context and feedback reach the real daemon", function()
+  local rec = vim.fn.tempname()
+  setup({
+    cmd = { python, proxy_py, rec, ember_bin, "serve" },
+    complete = { max_tokens = 8 },
+    context = { debounce_ms = 10 },
+  })
+  local function wire(dir, pred)
+    return vim.tbl_filter(function(e)
+      return e.dir == dir and pred(e.msg)
+    end, H.record(rec))
+  end
+  local tmp = assert(os.getenv("EMBER_TEST_TMP"))
+  vim.cmd("cd " .. vim.fn.fnameescape(tmp))
+  vim.fn.mkdir(tmp .. "/proj", "p")
+  vim.fn.writefile({ "def scale_vector(values, factor):", "    return [v * factor for v in values]" }, tmp .. "/proj/helper.py")
+  vim.fn.writefile({ "from helper import scale_vector", "", "result = " }, tmp .. "/proj/main.py")
+  vim.cmd("edit! proj/helper.py")
+  vim.cmd("edit proj/main.py")
+  H.feed("3GA")
+  H.wait(function()
+    return vim.api.nvim_get_mode().mode == "i"
+  end)
+  local mark = H.mark()
+  vim.cmd("Ember complete")
+  H.wait(function()
+    return #wire("out", function(m)
+      return m.result and m.result.completion_id
+    end) == 1 or H.note_matching(mark, "complet")
+  end, GEN_MS, "the answer")
+  local req = wire("in", function(m)
+    return m.method == "complete"
+  end)[1].msg
+  H.eq("python", req.params.language, "language")
+  H.eq("proj/main.py", req.params.path, "path")
+  local adds = wire("in", function(m)
+    return m.method == "context/add"
+  end)
+  H.ok(#adds >= 1, "context/add sent")
+  H.eq("proj/helper.py", adds[1].msg.params.chunks[1].path, "the other file's chunk")
+  local result = wire("out", function(m)
+    return m.id == req.id
+  end)[1].msg.result
+  H.ok(type(result.completion_id) == "string", "a completion_id: " .. vim.inspect(result))
+  if result.text ~= "" then
+    H.wait(complete.visible, 5000, "the suggestion")
+    H.feed("<Tab>")
+    H.wait(function()
+      return #wire("in", function(m)
+        return m.method == "completion/feedback" and m.params.event == "accepted"
+      end) == 1
+    end, 5000, "the accepted report")
+    local events = vim.tbl_map(function(e)
+      return e.msg.params.completion_id .. ":" .. e.msg.params.event
+    end, wire("in", function(m)
+      return m.method == "completion/feedback"
+    end))
+    H.eq({ result.completion_id .. ":shown", result.completion_id .. ":accepted" }, events, "feedback")
+  end
+  H.feed("<Esc>")
+  -- A later request's answer shows the daemon took both notifications without complaint.
+  local done = false
+  daemon.request("daemon/status", nil, function()
+    done = true
+  end)
+  H.wait(function()
+    return done
+  end, GEN_MS, "daemon/status")
+  local bad = vim.tbl_filter(function(l)
+    return l:find("Dropping context/add", 1, true) or l:find("Dropping completion/feedback", 1, true)
+      or l:find("Could not handle", 1, true)
+  end, H.read_lines(require("ember.config").log_file()))
+  H.eq({}, bad, "the daemon's log")
+  vim.cmd("silent! %bwipeout!")
+  setup()
+end)
+
 H.run()

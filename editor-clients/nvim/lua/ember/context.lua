@@ -145,16 +145,13 @@ end
 
 local function on_open(ev)
   local buf = ev.buf
-  -- After BufEnter the cursor is where the window shows the buffer (its last position).
-  vim.defer_fn(function()
-    if file_buffer(buf) and vim.api.nvim_get_current_buf() == buf then
-      M.add(M.window(buf, vim.api.nvim_win_get_cursor(0)[1]), "open", buf)
-    end
-    -- Chunks held while their buffer was current can go now.
-    if #st.pending > 0 then
-      schedule_flush()
-    end
-  end, 50)
+  if file_buffer(buf) and vim.api.nvim_get_current_buf() == buf then
+    M.add(M.window(buf, vim.api.nvim_win_get_cursor(0)[1]), "open", buf)
+  end
+  -- Chunks held while their buffer was current can go now.
+  if #st.pending > 0 then
+    schedule_flush()
+  end
 end
 
 local function on_change(ev)

@@ -9,7 +9,14 @@ import { driver, ember, emberLog, logMark, logged, openFile, setSetting, typeAtE
 
 interface Traced {
   id: number;
-  params: { prefix?: string; supersede?: string };
+  params: { prefix?: string; supersede?: string; language?: string; path?: string };
+}
+
+/** The params of the notifications `method` sent to the daemon after `since` (from the trace). */
+function notificationsSent<P>(api: EmberApi, method: string, since: number): P[] {
+  const log = emberLog(api).slice(since);
+  const re = new RegExp(`Sending notification '${method.replace('/', '\\/')}'\\.\nParams: (\\{[\\s\\S]*?\\n\\})`, 'g');
+  return [...log.matchAll(re)].map((m) => JSON.parse(m[1]) as P);
 }
 
 /** The `complete` requests in the trace after `since`. */
@@ -22,7 +29,7 @@ function completeRequests(api: EmberApi, since: number): Traced[] {
 }
 
 /** The traced answer to request `id`: its result, or the error's code. */
-async function completeAnswer(api: EmberApi, id: number, since: number): Promise<{ text?: string; code?: number }> {
+async function completeAnswer(api: EmberApi, id: number, since: number): Promise<{ text?: string; code?: number; completion_id?: string }> {
   const text = await logged(api, new RegExp(`Received response 'complete - \\(${id}\\)'`), since);
   const at = text.indexOf(`Received response 'complete - (${id})'`);
   const entry = text.slice(at, text.indexOf('\n\n', at) > 0 ? text.indexOf('\n\n', at) : undefined);
@@ -30,7 +37,8 @@ async function completeAnswer(api: EmberApi, id: number, since: number): Promise
   if (failed) return { code: Number(failed[1]) };
   const result = /Result: (\{[\s\S]*?\n\})/.exec(entry);
   assert.ok(result, `a result in ${entry}`);
-  return { text: (JSON.parse(result[1]) as { text: string }).text };
+  const parsed = JSON.parse(result[1]) as { text: string; completion_id?: string };
+  return { text: parsed.text, completion_id: parsed.completion_id };
 }
 
 describe('inline completion', () => {
@@ -102,5 +110,32 @@ describe('inline completion', () => {
     } finally {
       await setSetting('complete.maxTokens', 12);
     }
+  });
+
+  it('requests carry language and path; workspace context and feedback (shown, accepted) reach the daemon', async () => {
+    const mark = logMark(api);
+    await openFile('helper.py', 'def scale_vector(values, factor):\n    return [v * factor for v in values]\n');
+    const before = 'from helper import scale_vector\n';
+    const editor = await openFile('main.py', before);
+    await typeAtEnd(editor, 'result = ');
+    await waitFor('ghost text in the editor', () => driver<string | null>('ghostText'));
+    const last = completeRequests(api, mark).at(-1)!;
+    assert.equal(last.params.language, 'python');
+    assert.equal(last.params.path, 'main.py', 'relative to the workspace folder');
+    type Chunks = { chunks: { text: string; path?: string; kind?: string }[] };
+    const chunks = notificationsSent<Chunks>(api, 'context/add', mark).flatMap((p) => p.chunks);
+    const helper = chunks.find((c) => c.path === 'helper.py');
+    assert.ok(helper, `helper.py's chunk was sent: ${JSON.stringify(chunks)}`);
+    assert.equal(helper.kind, 'open');
+    assert.ok(helper.text.includes('def scale_vector'));
+    assert.ok(!chunks.some((c) => c.path === 'main.py' && c.kind === 'open'), "the active file's own chunk waits");
+    const id = (await completeAnswer(api, last.id, mark)).completion_id;
+    assert.ok(id, 'the result has a completion_id');
+    type Feedback = { completion_id: string; event: string; accepted_chars?: number };
+    await waitFor('the shown report', () => notificationsSent<Feedback>(api, 'completion/feedback', mark).some((f) => f.completion_id === id && f.event === 'shown'));
+    await driver('keys', { press: 'Tab' });
+    await waitFor('the accepted report', () =>
+      notificationsSent<Feedback>(api, 'completion/feedback', mark).find((f) => f.completion_id === id && f.event === 'accepted'),
+    10_000);
   });
 });
