@@ -234,7 +234,9 @@ function M.request(opts)
   local prefix, suffix = M.context(buf, row, col, o.max_prefix_chars, o.max_suffix_chars)
   local gen = st.gen
   local tick = vim.b[buf].changedtick
-  local sent_context = context.before_complete() > 0 or not daemon.is_running()
+  -- Workspace context goes first; to a daemon this request starts, right after it.
+  local was_running = daemon.is_running()
+  context.before_complete()
   st.req_pos = { buf = buf, row = row, col = ccol, tick = tick }
   st.req = daemon.request("complete", {
     prefix = prefix,
@@ -275,8 +277,8 @@ function M.request(opts)
     local id = type(result.completion_id) == "string" and result.completion_id or nil
     show(buf, row, col, ccol, s, id)
   end)
-  if not sent_context then
-    context.flush() -- the daemon was started by this request
+  if not was_running then
+    context.flush()
   end
   if replaced then
     if st.req and replaced_buf == buf then
