@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from pydantic import ValidationError
 
@@ -187,7 +188,7 @@ def build_handlers(service: Service, on_initialize: Callable[[InitializeParams],
     completion = service.settings.completion
     lives = LiveCompletions()
     id_prefix, completion_ids = secrets.token_hex(3), itertools.count(1)
-    prefills: dict[Any, asyncio.Future[Any]] = {}
+    prefills: WeakKeyDictionary[Any, asyncio.Future[Any]] = WeakKeyDictionary()  # client -> its idle prefill
 
     def with_defaults(p: CompleteParams) -> CompleteParams:
         update: dict[str, Any] = {}

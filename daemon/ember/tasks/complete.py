@@ -106,7 +106,7 @@ def _workspace_context(params: CompleteParams, tok: Any, ctx: RunContext, budget
     if not chunks:
         return "", 0
     fmt = _REPO_FORMATS.get(tok) or repo_format(tok.get_vocab())
-    used = sum(fitter.count_tokens(c.text) + 8 for c in chunks)
+    used = sum(fitter.cost(c) for c in chunks)
     return render(fmt, chunks, params.path, params.language), used
 
 
@@ -158,7 +158,10 @@ def run(params: CompleteParams, lm: LoadedModel, ctx: RunContext) -> dict[str, A
                 prefix, suffix = tok.decode(pre_ids), tok.decode(suf_ids)
             # Tokenized as one text, as the model saw it in training: special tokens are matched
             # whole and the text between them is pre-tokenized in place.
-            layout = f"{context}{p}{lead}{prefix}{s}{suffix}{m}"
+            # Repository formats put other files before the infill tokens; comment headers are
+            # text of the file, inside the prefix.
+            repo, inline = (context, "") if context.startswith(("<", "▁<")) else ("", context)
+            layout = f"{repo}{p}{lead}{inline}{prefix}{s}{suffix}{m}"
             gen = generate(lm, text_prompt(lm, layout), params, ctx, DEFAULT_MAX_TOKENS,
                            extra_eos=[eot_id] if eot_id is not None else None, post=post)
         else:

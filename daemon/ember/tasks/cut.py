@@ -374,21 +374,22 @@ class Cut:
         body = line.rstrip()
         if not rest or not body:
             return line
-        if len(rest) >= 3 and body.endswith(rest):
-            self._fire("suffix-overlap")
-            return body[:-len(rest)].rstrip()
-        if _depth(body)[0] >= 0:
-            return line
-        for k in range(min(len(rest), len(body)), 0, -1):
-            tail = rest[:k]
-            if body.endswith(tail) and all(ch in ")]}:;," for ch in tail):
-                body = body[:-k]
-                break
+        short = all(ch in ")]}:;," for ch in rest) and (
+            _depth(body)[0] < 0 or not any(ch in CLOSERS for ch in rest))  # `;` twice, or one `)` too many
+        if body.endswith(rest) and (len(rest) >= 3 or short):
+            body = body[:-len(rest)].rstrip()
+        elif _depth(body)[0] < 0:
+            for k in range(min(len(rest), len(body)), 0, -1):
+                tail = rest[:k]
+                if body.endswith(tail) and all(ch in ")]}:;," for ch in tail):
+                    body = body[:-k]
+                    break
         while _depth(body)[0] < 0 and body[-1:] in CLOSERS and body[-1] in rest:
             body = body[:-1]
         if body != line.rstrip():
             self._fire("suffix-overlap")
-        return body
+            return body
+        return line
 
     # -- release -------------------------------------------------------------------------------
 

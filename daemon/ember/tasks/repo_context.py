@@ -14,6 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..workspace import Chunk, fit
+
 # (repository token, file-separator token) per family; the first whose tokens the vocabulary has wins.
 REPO_FORMATS = [
     ("qwen", "<|repo_name|>", "<|file_sep|>"),
@@ -58,7 +60,7 @@ def render(fmt: RepoFormat, chunks: Sequence[Any], current_path: str | None, lan
         files = "".join(f"{fmt.file_token}{c.path or 'snippet'}\n{c.text}\n" for c in chunks)
         return f"{fmt.repo_token}{REPO_NAME}\n{files}{fmt.file_token}{here}\n"
     if fmt.style == "starcoder":
-        files = "".join(f"{fmt.file_token}{c.path or 'snippet'}\n{c.text}" for c in chunks)
+        files = "".join(f"{fmt.file_token}{c.path or 'snippet'}\n{c.text}\n" for c in chunks)
         return f"{fmt.repo_token}{REPO_NAME}{files}{fmt.file_token}{here}\n"
     mark = comment_for(language)
     files = "".join(f"{mark} {c.path or 'snippet'}\n{c.text.rstrip()}\n\n" for c in chunks)
@@ -73,18 +75,13 @@ class ContextFitter:
         self.count_tokens = count_tokens
         self._counts: OrderedDict[tuple[str | None, str], int] = OrderedDict()
 
-    def fit(self, chunks: Sequence[Any], budget: int) -> list[Any]:
-        kept: list[Any] = []
-        used = 0
-        for chunk in reversed(chunks):  # newest first
-            cost = self._count(chunk) + 8  # the separator or header line
-            if used + cost > budget:
-                continue
-            kept.append(chunk)
-            used += cost
-        return kept[::-1]
+    def fit(self, chunks: Sequence[Chunk], budget: int) -> list[Chunk]:
+        return fit(chunks, self.cost, budget)
 
-    def _count(self, chunk: Any) -> int:
+    def cost(self, chunk: Chunk) -> int:
+        return self._count(chunk) + 8  # and its separator or header line
+
+    def _count(self, chunk: Chunk) -> int:
         key = (chunk.path, chunk.text)
         if key in self._counts:
             self._counts.move_to_end(key)
