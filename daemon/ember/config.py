@@ -72,9 +72,12 @@ class DaemonSettings(Section):
                                             "default (onnxruntime_threads, torch_threads)")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_file: str | None = Field(default=None, description="also log to this file")
-    max_queue: int = Field(default=64, ge=1, description="queued model requests before Busy")
+    max_queue: int = Field(default=64, ge=1, description=(
+        "model requests in progress, all clients together; past it a client with model work in "
+        "progress waits for a slot (one with none still starts)"))
     max_client_queue: int = Field(default=32, ge=1, description=(
-        "queued requests per client before Busy, for model work and for tokenizer work each"))
+        "requests in progress per client; past it the client's next requests wait for a slot and "
+        "Ember stops reading its input once 256 of them wait (never Busy, except a larger batch)"))
     max_unread_mb: float = Field(default=4.0, gt=0, description=(
         "per client: replies it has not read yet; past this Ember stops reading its requests"))
     stall_timeout_s: float = Field(default=60.0, description=(
