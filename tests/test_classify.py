@@ -25,6 +25,11 @@ CLEAR_NEGATIVE = "Terrible product. It broke on the first day and support ignore
 CLEAR_NEUTRAL = "The store opens at nine in the morning and closes at six."
 DATA = Path(__file__).parent / "data"
 DEV = DATA / "sentiment-dev.jsonl"
+STYLES = DATA / "sentiment-styles.jsonl"  # reported, never tuned on (tests/data/README.md)
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 @pytest.fixture(autouse=True)
@@ -285,18 +290,123 @@ def test_sentiment_preset_matches_label_sets():
 
 
 def test_prototype_posterior_prefers_the_nearest_prototype():
-    protos = classify.Prototypes(means=[[1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]], variances=[0.25, 1.0])
+    protos = classify.Prototypes(means=[[1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]],
+                                 variances=[[0.25, 1.0], [0.25, 1.0], [0.25, 1.0]])
     probs = protos.posterior([0.8, 0.3])
     assert sum(probs) == pytest.approx(1.0)
     assert probs.index(max(probs)) == 0
     assert protos.posterior([0.1, -0.2]).index(max(protos.posterior([0.1, -0.2]))) == 2
+    # A temperature softens without changing the winner.
+    soft = classify.Prototypes(protos.means, protos.variances, temperature=4.0).posterior([0.8, 0.3])
+    assert soft.index(max(soft)) == 0 and max(soft) < max(probs)
+
+
+def test_a_tight_label_wins_only_close_to_its_prototype():
+    # Neutral (the last) is tight around 0, positive spread around 2: a point at 0.8 lies nearer
+    # neutral's mean, but is far more typical of positive than of neutral.
+    protos = classify.Prototypes(means=[[2.0], [-2.0], [0.0]], variances=[[0.5], [0.5], [0.04]])
+    near = protos.posterior([0.8])
+    assert near.index(max(near)) == 0
+    assert protos.posterior([0.1]).index(max(protos.posterior([0.1]))) == 2
+
+
+def test_leave_one_out_temperature():
+    preset = classify.sentiment_preset(SENTIMENT)
+    apart = {"positive": [[3.0 + d] for d in (-0.1, 0.0, 0.1)], "negative": [[-3.0 + d] for d in (-0.1, 0.0, 0.1)],
+             "neutral": [[d] for d in (-0.1, 0.0, 0.1)]}
+    assert classify.fit_prototypes(preset, apart).temperature == 1.0  # never sharper than the model
+    # Overlapping labels: a held-out example is often nearer another label's prototype, so the
+    # posteriors must be softened to be honest.
+    overlap = {"positive": [[v] for v in (0.2, 1.0, 2.0, 3.0)], "negative": [[v] for v in (-3.0, -2.0, -1.0, -0.2)],
+               "neutral": [[v] for v in (-0.9, -0.1, 0.1, 0.9)]}
+    fitted = classify.fit_prototypes(preset, overlap)
+    assert fitted.temperature > 1.5
+    assert fitted.means == [[pytest.approx(1.55)], [pytest.approx(-1.55)], [pytest.approx(0.0)]]
+
+
+def test_stored_prototypes_must_have_the_right_shape():
+    good = classify.Prototypes([[1.0, 2.0], [0.0, 0.0]], [[0.1, 0.2], [0.3, 0.4]], 2.0)
+    assert classify.Prototypes.from_json(json.loads(json.dumps(good.to_json())), 2, 2) == good
+    assert classify.Prototypes.from_json(good.to_json(), 3, 2) is None  # another label count
+    assert classify.Prototypes.from_json(good.to_json(), 2, 3) is None  # another score count
+    for bad in ({**good.to_json(), "temperature": 0}, {**good.to_json(), "variances": [[0.1, -1], [1, 1]]},
+                {**good.to_json(), "means": [[1.0, "x"], [0, 0]]}, {"means": []}, None, [1, 2],
+                {**good.to_json(), "means": [[1.0, float("nan")], [0, 0]]}):
+        assert classify.Prototypes.from_json(bad, 2, 2) is None
+
+
+def test_prototypes_are_stored_on_disk_and_read_back(tiny_chat, tmp_path, monkeypatch, caplog):
+    """A second daemon start (here: the process cache emptied, the model loaded again) reads the
+    prototypes from disk instead of scoring every example again; a damaged file is recomputed."""
+    monkeypatch.setattr(classify, "calibration_folder", lambda lm: tmp_path / ".classify")
+    calls = []
+    real = classify._label_loglik
+    monkeypatch.setattr(classify, "_label_loglik", lambda *a, **k: calls.append(1) or real(*a, **k))
+    preset = classify.sentiment_preset(SENTIMENT)
+    examples = sum(len(v) for v in preset.examples.values())
+    framings = len(preset.framings)
+
+    first = classify.run(ClassifyParams(text="Great job!"), tiny_chat, RunContext())
+    assert len(calls) == framings * (1 + examples)
+    stored = list((tmp_path / ".classify").glob("prototypes-positive-negative-neutral-*.json"))
+    assert len(stored) == 1
+    assert not [p for p in (tmp_path / ".classify").iterdir() if p.name.endswith(".tmp")]
+
+    classify.clear_calibration_cache()
+    calls.clear()
+    again = LoadedModel(**{**tiny_chat.__dict__, "loaded_at": tiny_chat.loaded_at + 1})  # a new load
+    second = classify.run(ClassifyParams(text="Great job!"), again, RunContext())
+    assert len(calls) == framings  # only the text: the prototypes came from disk
+    assert by_label(second) == pytest.approx(by_label(first), abs=1e-6)
+
+    stored[0].write_text('{"means": [[1, 2]]')  # cut short
+    classify.clear_calibration_cache()
+    calls.clear()
+    third = classify.run(ClassifyParams(text="Great job!"), again, RunContext())
+    assert len(calls) == framings * (1 + examples)  # recomputed ...
+    assert "damaged classify prototypes" in caplog.text
+    assert by_label(third) == pytest.approx(by_label(first), abs=1e-6)
+    assert classify.Prototypes.from_json(json.loads(stored[0].read_text()), 3,
+                                         classify._score_count(preset)) is not None  # ... and rewritten
+
+    # Other examples (or framings, engine, quantization) are another file, never a stale one.
+    two = classify.run(ClassifyParams(text="Great job!", labels=["positive", "negative"]), again, RunContext())
+    check_shape(two, ["positive", "negative"], calibrated=True)
+    assert len(list((tmp_path / ".classify").glob("prototypes-*.json"))) == 2
+
+
+def test_calibration_folder_is_inside_embers_conversion(tiny_chat, tmp_path):
+    from ember.models import gguf, onnx_convert
+
+    assert classify.calibration_folder(tiny_chat) is None  # a user's folder is never written to
+    converted = tmp_path / "gguf-entry"
+    converted.mkdir()
+    (converted / gguf.MARKER).write_text("{}")
+    from_gguf = LoadedModel(**{**tiny_chat.__dict__, "source_path": str(converted)})
+    assert classify.calibration_folder(from_gguf) == converted / ".classify"
+
+    class Engine:  # the onnxruntime engine names its converted folder
+        name = "onnxruntime"
+        folder = tmp_path / "onnx-entry"
+
+    Engine.folder.mkdir()
+    (Engine.folder / onnx_convert.MARKER).write_text("{}")
+    on_onnx = LoadedModel(**{**from_gguf.__dict__, "engine": Engine()})
+    assert classify.calibration_folder(on_onnx) == Engine.folder / ".classify"
+    # Unwritable: a warning, and the prototypes still work from memory.
+    (converted / ".classify").write_text("a file where the folder should be")
+    preset = classify.sentiment_preset(["positive", "negative"])
+    path = classify._stored_path(from_gguf, preset)
+    classify._write_stored(path, from_gguf, preset, classify.Prototypes([[1.0], [0.0]], [[1.0], [1.0]]))
+    assert classify._read_stored(path, preset) is None
 
 
 def test_preset_examples_are_not_in_the_evaluation_data():
-    texts = {json.loads(line)["text"] for name in ("sentiment-dev.jsonl", "sentiment-test.jsonl")
-             for line in (DATA / name).read_text().splitlines() if line.strip()}
-    examples = {t for v in classify.SENTIMENT_EXAMPLES.values() for t in v}
-    assert not texts & examples
+    texts = {r["text"].lower() for name in ("dev", "test", "styles")
+             for r in read_rows(DATA / f"sentiment-{name}.jsonl")}
+    examples = [t.lower() for v in classify.SENTIMENT_EXAMPLES.values() for t in v]
+    assert len(set(examples)) == len(examples) == 72
+    assert not texts & set(examples)
 
 
 def test_evaluation_splits_are_balanced_and_disjoint():
@@ -307,6 +417,15 @@ def test_evaluation_splits_are_balanced_and_disjoint():
         assert {r["label"] for r in rows} == set(SENTIMENT)
         assert len({r["text"] for r in rows}) == len(rows)
     assert not {r["text"] for r in splits["dev"]} & {r["text"] for r in splits["test"]}
+    styles = read_rows(STYLES)
+    assert len(styles) >= 150 and len({r["text"] for r in styles}) == len(styles)
+    domains = {"statement", "review", "chat", "commit", "emotion"}
+    for domain in domains:  # each style with every label, equally
+        counts = [sum(r["domain"] == domain and r["label"] == label for r in styles) for label in SENTIMENT]
+        assert counts[0] >= 10 and len(set(counts)) == 1, (domain, counts)
+    assert {r["domain"] for r in styles} == domains
+    tuned = {r["text"].lower() for rows in splits.values() for r in rows}
+    assert not tuned & {r["text"].lower() for r in styles}
 
 
 def test_causal_shape_and_cache_on_tiny_model(tiny_chat):

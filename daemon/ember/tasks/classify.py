@@ -34,18 +34,25 @@ remote model's classify never loads it.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..engines.decode import loglikelihoods
 from ..errors import InputTooLong, InvalidParams, TaskUnavailable
+from ..models.cache import read_json, write_json_atomic
 from ..models.loaded import LoadedModel
 from ..wire import ClassifyParams
 from .base import RunContext
+
+log = logging.getLogger(__name__)
 
 # -- prompt --------------------------------------------------------------------------------------
 
@@ -387,11 +394,13 @@ def should_calibrate(labels: list[str], requested: bool | None) -> bool:
 #
 # For the default labels (positive, negative, neutral; any order and case) and for positive and
 # negative alone, SmolLM2's label likelihoods tell positive from negative well but almost never pick
-# "neutral", and contextual calibration cannot fix a catch-all label (docs/classify.md). The preset
-# asks in a few sentiment framings and compares the resulting score vector with each label's
-# prototype: the mean score vector of shipped example sentences of that label, scored by the same
-# model once and cached like p_cf. The probabilities are the posteriors of Gaussians around the
-# prototypes with a shared diagonal variance (equal priors): the nearest prototype wins.
+# "neutral", and contextual calibration cannot fix a catch-all label (docs/classify.md). What does
+# tell a neutral text is how weakly the model leans either way when asked "positive or negative?".
+# The preset asks in two framings and compares the resulting score vector with each label's
+# prototype: the mean score vector of shipped example sentences of that label (24 per label, in many
+# styles), scored by the same model once and cached in memory and on disk. The probabilities are
+# the posteriors of Gaussians around the prototypes, each label with its own diagonal variance
+# (equal priors), softened by a temperature fitted by leave-one-out on the examples.
 
 
 @dataclass(frozen=True)
@@ -410,9 +419,9 @@ class Preset:
     examples: dict[str, tuple[str, ...]]
 
 
-# The generic prompt (as without the preset), the same with the answer begun, and a question.
-LABEL_ONLY = Framing(USER_PROMPT, end_of_turn=True)
-THE_SENTIMENT_IS = Framing(USER_PROMPT, answer_prefix="The sentiment is")
+# The instruction first, the answer begun; and a question after the text.
+SENTIMENT_COLON = Framing("Classify the sentiment of this text as {labels}.\n\n{text}",
+                          answer_prefix="Sentiment:")
 SENTIMENT_QUESTION = Framing("Text: {text}\n\nIs the sentiment of this text {labels}?",
                              answer_prefix="The sentiment of this text is")
 
@@ -428,6 +437,22 @@ SENTIMENT_EXAMPLES: dict[str, tuple[str, ...]] = {
         "The conference was inspiring and the talks were excellent.",
         "Nice work on the docs, they are finally easy to follow.",
         "What a fun evening, the band was amazing!",
+        "I'm really proud of how this turned out.",
+        "My friends threw me a surprise party and I loved every minute.",
+        "Good job!",
+        "The kids had a wonderful time at the zoo.",
+        "Fixed the slow query, the dashboard loads instantly now.",
+        "She smiled, happy to be home at last.",
+        "This is such a cozy, charming little town.",
+        "yay, we won the match!",
+        "Local volunteers were praised for their heroic rescue of the stranded hikers.",
+        "Hi all, great news: we hit our target a month early!",
+        "Is there anything better than fresh bread on a Sunday morning?",
+        "The sunset over the lake tonight was stunning.",
+        "Grandma was so touched by the flowers that she cried happy tears.",
+        "Merged, thanks! Really elegant solution.",
+        "We had a fantastic holiday and the kids want to go back.",
+        "She finally got the job she dreamed of and is over the moon.",
     ),
     "negative": (
         "The package arrived broken and nobody answers my emails.",
@@ -438,6 +463,22 @@ SENTIMENT_EXAMPLES: dict[str, tuple[str, ...]] = {
         "This code is unreadable and full of copy-paste mistakes.",
         "The train was late, crowded and filthy.",
         "Terrible update, my settings are gone and nothing loads.",
+        "I'm so angry I could scream.",
+        "She felt hurt and betrayed by her best friend.",
+        "The kids were miserable in the rain all afternoon.",
+        "Broke the build again, this is a mess.",
+        "ugh, my phone died and I missed the call",
+        "This neighbourhood is dirty and dangerous.",
+        "He was scared and alone in the hospital.",
+        "Bad idea.",
+        "The factory closure left hundreds of families in despair.",
+        "Hi all, bad news: the launch failed and we lost the client.",
+        "Why is this app so slow and confusing?",
+        "The storm ruined our garden and flooded the basement.",
+        "Dad was heartbroken when he heard the news.",
+        "This patch is sloppy and breaks half the tests.",
+        "Our holiday was a disaster from start to finish.",
+        "He hates his new job and dreads every Monday.",
     ),
     "neutral": (
         "The meeting has been moved to room 204.",
@@ -448,18 +489,33 @@ SENTIMENT_EXAMPLES: dict[str, tuple[str, ...]] = {
         "This commit renames the test helpers.",
         "The museum has three floors and a café.",
         "Do you want to meet at the station or at the office?",
+        "She lives on the second floor.",
+        "He took the bus to work.",
+        "Update the README.",
+        "ok see you at 5",
+        "The kids had lunch at the zoo.",
+        "The town has a church, a school and two shops.",
+        "The parcel was delivered on Monday.",
+        "The team played the match on Saturday.",
+        "The council will meet on Thursday to discuss the budget.",
+        "Hi all, the next release is planned for May.",
+        "Is there a pharmacy near the hotel?",
+        "The lake is about two kilometres long.",
+        "Grandma moved to a smaller house last year.",
+        "Merged into the release branch.",
+        "We flew to Lisbon and took a train to Porto.",
+        "She starts her new job on the first of June.",
     ),
 }
 
 POLAR = ("positive", "negative")
 SENTIMENT = ("positive", "negative", "neutral")
 SENTIMENT_PRESETS = {
+    # "positive or negative?" (how far the text leans), and the same listing all three labels
     frozenset(SENTIMENT): Preset(
-        SENTIMENT,
-        ((SENTIMENT_QUESTION, POLAR), (LABEL_ONLY, SENTIMENT), (THE_SENTIMENT_IS, SENTIMENT)),
-        SENTIMENT_EXAMPLES),
+        SENTIMENT, ((SENTIMENT_COLON, POLAR), (SENTIMENT_COLON, SENTIMENT)), SENTIMENT_EXAMPLES),
     frozenset(POLAR): Preset(
-        POLAR, ((LABEL_ONLY, POLAR), (SENTIMENT_QUESTION, POLAR)),
+        POLAR, ((SENTIMENT_COLON, POLAR), (SENTIMENT_QUESTION, POLAR)),
         {label: SENTIMENT_EXAMPLES[label] for label in POLAR}),
 }
 VARIANCE_FLOOR = 0.01  # nats squared: keeps one tight score from dominating the distance
@@ -476,12 +532,36 @@ def sentiment_preset(labels: Sequence[str]) -> Preset | None:
 @dataclass(frozen=True)
 class Prototypes:
     means: list[list[float]]  # one score vector per preset label
-    variances: list[float]  # pooled within-label variance of each score
+    variances: list[list[float]]  # per label, the within-label variance of each score
+    temperature: float = 1.0  # divides the log-densities (fitted by leave-one-out; fit_prototypes)
+
+    def logits(self, x: Sequence[float]) -> list[float]:
+        """Each label's Gaussian log-density at x (up to a shared constant)."""
+        return [-0.5 * sum((xi - mi) ** 2 / vi + math.log(vi) for xi, mi, vi in zip(x, mean, var, strict=True))
+                for mean, var in zip(self.means, self.variances, strict=True)]
 
     def posterior(self, x: Sequence[float]) -> list[float]:
-        return _softmax([-0.5 * sum((xi - mi) ** 2 / vi
-                                    for xi, mi, vi in zip(x, mean, self.variances, strict=True))
-                         for mean in self.means])
+        return _softmax([v / self.temperature for v in self.logits(x)])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"means": self.means, "variances": self.variances, "temperature": self.temperature}
+
+    @classmethod
+    def from_json(cls, data: Any, labels: int, scores: int) -> Prototypes | None:
+        """The stored prototypes if they have the expected shape and finite values, else None."""
+        try:
+            means = [[float(v) for v in row] for row in data["means"]]
+            variances = [[float(v) for v in row] for row in data["variances"]]
+            temperature = float(data["temperature"])
+        except (KeyError, TypeError, ValueError):
+            return None
+        rows = means + variances
+        positive = [v for row in variances for v in row] + [temperature]
+        if len(means) != labels or len(variances) != labels or any(len(row) != scores for row in rows) \
+                or not all(math.isfinite(v) for row in rows for v in row) \
+                or not all(math.isfinite(v) and v > 0 for v in positive):
+            return None
+        return cls(means, variances, temperature)
 
 
 def _framing_prompt_ids(tokenizer: Any, framing: Framing, text: str,
@@ -520,22 +600,125 @@ def preset_scores(lm: LoadedModel, preset: Preset, text: str,
 
 
 def prototypes(lm: LoadedModel, preset: Preset, ctx: RunContext) -> Prototypes:
-    """Each label's mean score vector over its examples, cached per (model, preset)."""
+    """Each label's mean score vector over its examples, cached per (model, preset) in the process
+    and on disk beside the model's conversion (calibration_folder), so a second start reads them."""
     key = (lm.name, lm.loaded_at, "prototypes", preset.labels)
     cached = _cache_get(key)
     if cached is not None:
         return cached
-    vectors = {label: [preset_scores(lm, preset, example, ctx)[0]
-                       for example in preset.examples[label]] for label in preset.labels}
-    means = [[sum(col) / len(col) for col in zip(*vectors[label], strict=True)]
-             for label in preset.labels]
-    deviations = [[(x - m) ** 2 for x, m in zip(vec, mean, strict=True)]
-                  for label, mean in zip(preset.labels, means, strict=True)
-                  for vec in vectors[label]]
-    variances = [max(VARIANCE_FLOOR, sum(col) / len(col)) for col in zip(*deviations, strict=True)]
-    found = Prototypes(means, variances)
+    path = _stored_path(lm, preset)
+    found = _read_stored(path, preset) if path is not None else None
+    if found is None:
+        found = fit_prototypes(preset, {label: [preset_scores(lm, preset, example, ctx)[0]
+                                                for example in preset.examples[label]]
+                                        for label in preset.labels})
+        if path is not None:
+            _write_stored(path, lm, preset, found)
     _cache_put(key, found)
     return found
+
+
+def fit_prototypes(preset: Preset, vectors: dict[str, list[list[float]]]) -> Prototypes:
+    """Prototypes from the examples' score vectors (per label), and the temperature that makes
+    their posteriors honest: fitted by leave-one-out, so it measures how far an unseen sentence
+    lies from prototypes built without it, not how tight the examples are around their own mean."""
+    means, variances = _means_and_variances([vectors[label] for label in preset.labels])
+    held_out: list[tuple[list[float], int]] = []  # (logits of an example left out, its label)
+    for index, label in enumerate(preset.labels):
+        for left in range(len(vectors[label])):
+            groups = [vectors[other] if other != label else vectors[label][:left] + vectors[label][left + 1:]
+                      for other in preset.labels]
+            loo = Prototypes(*_means_and_variances(groups))
+            held_out.append((loo.logits(vectors[label][left]), index))
+    return Prototypes(means, variances, _fit_temperature(held_out))
+
+
+def _means_and_variances(groups: list[list[list[float]]]) -> tuple[list[list[float]], list[list[float]]]:
+    """Each group's mean vector and the variance of each score around it (at least VARIANCE_FLOOR).
+
+    Per label, not pooled: neutral texts lean weakly and alike, polar ones by varying amounts, so
+    a pooled variance puts the boundary too far from the neutral prototype."""
+    means = [[sum(col) / len(col) for col in zip(*vecs, strict=True)] for vecs in groups]
+    variances = [[max(VARIANCE_FLOOR, sum((x - m) ** 2 for x in col) / len(col))
+                  for col, m in zip(zip(*vecs, strict=True), mean, strict=True)]
+                 for vecs, mean in zip(groups, means, strict=True)]
+    return means, variances
+
+
+# 1 to 256, 9% apart. Never below 1: when the examples separate perfectly, leave-one-out would
+# sharpen without bound, and unseen text is never that clean.
+TEMPERATURES = [2 ** (k / 8) for k in range(0, 65)]
+
+
+def _fit_temperature(held_out: list[tuple[list[float], int]]) -> float:
+    """The temperature with the least negative log-likelihood of the held-out labels."""
+    def nll(t: float) -> float:
+        return -sum(math.log(max(_softmax([v / t for v in logits])[label], 1e-300))
+                    for logits, label in held_out)
+
+    return min(TEMPERATURES, key=nll)
+
+
+# -- the prototypes on disk ----------------------------------------------------------------------
+
+# Bump when the prototypes' maths changes; the examples, framings and model are in the file's key.
+PROTOTYPES_FORMAT = 2
+STORE_FOLDER = ".classify"  # hidden: a conversion's file list and source key skip dot files
+
+
+def calibration_folder(lm: LoadedModel) -> Path | None:
+    """Where this model's classify calibration is kept: inside Ember's own conversion of the model
+    (the onnxruntime entry, else the folder converted from a GGUF), under daemon.cache_dir. None for
+    a model Ember did not convert (a user's folder or the Hugging Face cache are not written to):
+    its calibration stays in memory."""
+    from ..models import gguf, onnx_convert
+
+    engine_folder = getattr(lm.engine, "folder", None)
+    if engine_folder is not None and (Path(engine_folder) / onnx_convert.MARKER).is_file():
+        return Path(engine_folder) / STORE_FOLDER
+    source = Path(lm.source_path)
+    if (source / gguf.MARKER).is_file():
+        return source / STORE_FOLDER
+    return None
+
+
+def _preset_spec(lm: LoadedModel, preset: Preset) -> dict[str, Any]:
+    """Everything the prototypes depend on besides the model's files (which the folder fixes)."""
+    return {
+        "format": PROTOTYPES_FORMAT, "variance_floor": VARIANCE_FLOOR, "labels": list(preset.labels),
+        "framings": [[f.user, f.answer_prefix, f.end_of_turn, list(listed)] for f, listed in preset.framings],
+        "examples": {label: list(preset.examples[label]) for label in preset.labels},
+        "engine": getattr(lm.engine, "name", "transformers"), "quantization": lm.quantization,
+        "dtype": lm.dtype, "device": lm.device,
+    }
+
+
+def _stored_path(lm: LoadedModel, preset: Preset) -> Path | None:
+    folder = calibration_folder(lm)
+    if folder is None:
+        return None
+    digest = hashlib.sha256(json.dumps(_preset_spec(lm, preset), sort_keys=True).encode()).hexdigest()
+    return folder / f"prototypes-{'-'.join(preset.labels)}-{digest[:16]}.json"
+
+
+def _score_count(preset: Preset) -> int:
+    return sum(len(listed) - 1 for _, listed in preset.framings)
+
+
+def _read_stored(path: Path, preset: Preset) -> Prototypes | None:
+    if not path.is_file():
+        return None
+    found = Prototypes.from_json(read_json(path), len(preset.labels), _score_count(preset))
+    if found is None:
+        log.warning("Ignoring damaged classify prototypes in %s (computing them again)", path)
+    return found
+
+
+def _write_stored(path: Path, lm: LoadedModel, preset: Preset, found: Prototypes) -> None:
+    try:
+        write_json_atomic(path, {**found.to_json(), "model": lm.name, "spec": _preset_spec(lm, preset)})
+    except OSError as exc:  # a read-only cache: keep them in memory only
+        log.warning("Could not store classify prototypes in %s: %s", path, exc)
 
 
 def _run_preset(preset: Preset, text: str, labels: list[str], lm: LoadedModel,
