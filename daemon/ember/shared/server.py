@@ -180,6 +180,7 @@ class SharedDaemon:
         listener.close()
         self.unlink_socket()
         for conn in list(self.connections.values()):
+            conn.intake.close()  # nothing that waits for a slot starts now
             conn.protocol.cancel_all()
         # Let cancellation replies reach the clients before we go.
         pending = [c.protocol.wait_idle() for c in self.connections.values()]
@@ -243,6 +244,7 @@ class SharedDaemon:
         while not conn.closed.is_set():
             if not pid_alive(pid):
                 log.warning("%s: its editor (pid %d) is gone; closing", conn, pid)
+                conn.intake.close()
                 conn.protocol.cancel_all()
                 conn.writer.close()
                 return
