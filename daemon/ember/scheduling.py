@@ -3,7 +3,9 @@
 Jobs wait in classes served in a fixed order (priorities for model work, size lanes for tokenizer
 work). Inside a class every client has its own FIFO, and the consumer takes from the clients in
 turn, so a script with 500 queued requests and an editor with one are served alternately. Each
-client may hold a bounded number of queued jobs; past that its next request gets Busy at once.
+client may hold a bounded number of queued jobs; past that its next job gets Busy at once. The
+transports keep each client's requests in progress within that bound (transport/intake.py: the
+client is slowed down, not refused), so only a batch larger than it gets here.
 
 Pure threading, no torch: the model worker and the side pool both sit on top of it.
 """

@@ -2,8 +2,9 @@
 
 Two lanes by size, so that large texts never hold up small ones: one thread serves small jobs only,
 the other serves small jobs first and large ones when there are none. Within a lane clients take
-turns (FairQueue), each client may queue `max_per_client` jobs before Busy, and a client that is
-not reading its replies gets no new work started until it catches up: its output stays bounded.
+turns (FairQueue), each client may queue `max_per_client` jobs before Busy (its transport's intake
+keeps it within that), and a client that is not reading its replies gets no new work started
+until it catches up: its output stays bounded.
 """
 
 from __future__ import annotations
