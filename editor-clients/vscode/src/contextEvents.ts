@@ -5,8 +5,9 @@
  *   freshly opened);
  * - "edit": the lines around the last edit of a document whose editor the user leaves;
  * - "save": the lines around the last edit (or the cursor) of a document saved.
- * Only documents on disk or untitled ones count (not output panes, settings or Ember's own result
- * documents). VS Code has no event for a copy to the clipboard, so no "copy" chunks.
+ * Only documents on disk or untitled ones count (not output panes or Ember's own result
+ * documents), and, when a folder is open, only files inside it (not the user's settings.json).
+ * VS Code has no event for a copy to the clipboard, so no "copy" chunks.
  */
 import * as vscode from 'vscode';
 import type { FeedbackTracker } from './feedback';
@@ -16,7 +17,9 @@ import { ContextCollector, ContextOptions, windowAround } from './workspaceConte
 const SCHEMES = new Set(['file', 'untitled', 'vscode-notebook-cell']);
 
 function counts(document: vscode.TextDocument): boolean {
-  return SCHEMES.has(document.uri.scheme);
+  if (!SCHEMES.has(document.uri.scheme)) return false;
+  if (document.uri.scheme !== 'file' || !vscode.workspace.workspaceFolders?.length) return true;
+  return vscode.workspace.getWorkspaceFolder(document.uri) !== undefined;
 }
 
 /** The window of lines of `document` around `line`, as one string (bounded by the collector). */

@@ -129,6 +129,7 @@ describe('inline completion', () => {
     assert.equal(helper.kind, 'open');
     assert.ok(helper.text.includes('def scale_vector'));
     assert.ok(!chunks.some((c) => c.path === 'main.py' && c.kind === 'open'), "the active file's own chunk waits");
+    assert.ok(chunks.every((c) => c.path && !c.path.startsWith('/')), `only files of the workspace folder: ${chunks.map((c) => c.path)}`);
     const id = (await completeAnswer(api, last.id, mark)).completion_id;
     assert.ok(id, 'the result has a completion_id');
     type Feedback = { completion_id: string; event: string; accepted_chars?: number };
