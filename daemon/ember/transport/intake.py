@@ -102,7 +102,6 @@ class Intake:
         self._empty.set()
         self.closed = False
         self.waits = 0  # times the client had to wait for a slot
-        self.most_held = 0
         protocol.on_answered = group.kick
         group.members.append(self)
 
@@ -128,7 +127,6 @@ class Intake:
                     "ones start as answers go out", self.name, self.protocol.in_flight)
         self.held.append((parsed, size))
         self.held_bytes += size
-        self.most_held = max(self.most_held, len(self.held))
         self._empty.clear()
         self._update_readable()
 
