@@ -137,6 +137,19 @@ def test_fim_without_fim_tokens_continues_the_prefix(daemon, proxy):
     assert proxy.requests_to(COMPLETIONS)[-1].body["prompt"] == "def add(a, b):\n    "
 
 
+def test_the_cut_shapes_a_remote_models_streamed_completion(daemon, proxy):
+    d = daemon(proxy.url + "/v1")
+    inline = {"prefix": "def add(a, b):\n    ", "suffix": "\n\nprint(add(1, 2))\n", "language": "python",
+              "max_tokens": 24}
+    reply = d.request("complete", {**inline, "stream": True})
+    result = reply["result"]
+    assert result["cut"]["mode"] == "block" and result["cut"]["parser"] == "tree-sitter"
+    assert "".join(d.stream_deltas(reply["id"])) == result["text"]
+    raw = d.call("complete", {**inline, "cut": False})
+    assert "cut" not in raw
+    assert raw["text"].lstrip().startswith(result["text"].split("\n")[0].lstrip())
+
+
 def test_stream_deltas_add_up_to_the_text(daemon, proxy):
     d = daemon(proxy.url + "/v1")
     reply = d.request("complete", {"messages": CAPITAL, "max_tokens": 12, "stream": True})
