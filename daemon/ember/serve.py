@@ -49,17 +49,20 @@ def run_stdio(loaded: LoadedConfig, parent_pid: int | None = None) -> int:
             watching.add(parent_pid)
             watch_parent(loop, parent_pid, lambda: finish(0))
 
-        def on_signal(sig: int) -> None:
-            log.info("Signal %d: cancelling work and exiting", sig)
-            protocol.cancel_all()
-            finish(0)
-
-        on_signals(loop, on_signal)
         d = loaded.settings.daemon
         connection = StdioConnection(protocol, sys.stdin.fileno(), protocol_fd,
                                      max_unread=int(d.max_unread_mb * 2**20),
                                      stall_timeout_s=d.stall_timeout_s,
                                      max_in_progress=d.max_client_queue, max_model_work=d.max_queue)
+
+        def on_signal(sig: int) -> None:
+            log.info("Signal %d: cancelling work and exiting", sig)
+            if connection.intake is not None:
+                connection.intake.close()  # requests still waiting for a slot never start
+            protocol.cancel_all()
+            finish(0)
+
+        on_signals(loop, on_signal)
         waiting: list[asyncio.Future[Any]] = [asyncio.ensure_future(connection.serve()), finished]
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         code = finished.result() if finished.done() else 0
