@@ -5,8 +5,10 @@
  * user only edits never starts a daemon. Every request carries the document's URI as its
  * `supersede` key: a newer request for the same document cancels the older one in the daemon,
  * queued or running, so a burst of keystrokes never leaves work behind that nobody will read.
- * VS Code also cancels the token of a request that a keystroke made stale; that sends
- * `$/cancelRequest` at once. An answer that still arrives late is never shown.
+ * VS Code also cancels the token of a request that a keystroke made stale; that cancel is passed on
+ * (`$/cancelRequest`) only when no newer request for the document follows within the debounce
+ * (supersede.ts): the newer one replaces it in the daemon, or is answered from it when the user
+ * typed its text. An answer that still arrives late is never shown.
  *
  * Each request also carries the document's languageId as `language` (the daemon's cut picks its
  * parser by it) and its `path` (relative to the workspace folder when it is in one). What becomes
@@ -20,6 +22,7 @@ import { prefixStart } from './completionWindow';
 import { describeError, isCancelled } from './errors';
 import type { FeedbackTracker } from './feedback';
 import { Complete, supersedeKey } from './protocol';
+import { CANCEL_GRACE_MS, SupersedingRequests } from './supersede';
 import { DEFAULTS, Settings, isBoolean } from './settings';
 import { documentPath } from './workspaceContext';
 
@@ -63,6 +66,7 @@ export function completionEnabled(document: vscode.TextDocument): boolean {
 export class EmberInlineCompletionProvider implements vscode.InlineCompletionItemProvider {
   /** Bumped by each call: an answer to an older call is stale even if its token was not cancelled. */
   private latest = 0;
+  private readonly requests = new SupersedingRequests();
 
   constructor(
     private readonly daemon: Daemon,
@@ -96,6 +100,8 @@ export class EmberInlineCompletionProvider implements vscode.InlineCompletionIte
     const suffix = document.getText(new vscode.Range(position, suffixEnd));
     if (prefix.trim() === '') return undefined;
 
+    const key = supersedeKey(document.uri.toString());
+    const sending = this.requests.begin(key, token, debounceMs + CANCEL_GRACE_MS);
     try {
       this.beforeRequest?.();
       const result = await this.daemon.request(
@@ -104,11 +110,11 @@ export class EmberInlineCompletionProvider implements vscode.InlineCompletionIte
           prefix,
           suffix,
           max_tokens: maxTokens,
-          supersede: supersedeKey(document.uri.toString()),
+          supersede: key,
           language: document.languageId ? document.languageId.slice(0, 64) : undefined,
           path: pathOf(document),
         },
-        token,
+        sending.token,
       );
       const stale = token.isCancellationRequested || call !== this.latest || document.version !== version;
       if (stale || result.text === '') return undefined; // a cancelled request is an error, not a result
@@ -123,6 +129,8 @@ export class EmberInlineCompletionProvider implements vscode.InlineCompletionIte
     } catch (error) {
       if (!isCancelled(error)) this.log.debug(`inline completion: ${describeError(error)}`);
       return undefined;
+    } finally {
+      sending.done();
     }
   }
 
