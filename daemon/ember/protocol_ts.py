@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from typing_extensions import is_typeddict
 
 from . import results
-from .wire import METHODS, NOTIFICATIONS_OUT, GenerationOptions, Params
+from .wire import METHODS, NOTIFICATION_PARAMS, NOTIFICATIONS_OUT, GenerationOptions, Params
 
 HEADER = """\
 // Generated from daemon/ember/wire.py and results.py by `python -m ember.protocol_ts`: do not edit.
@@ -123,6 +123,9 @@ def render_typescript() -> str:
     table += ["}", "", "/** Every notification the daemon sends, and its params. */",
               "export interface Notifications {"]
     table += [f"  '{name}': {r.ts(shape)};" for name, shape in NOTIFICATIONS_OUT.items()]
+    table += ["}", "", "/** Every notification a client sends that carries data, and its params. */",
+              "export interface ClientNotifications {"]
+    table += [f"  '{name}': {r.named(spec)};" for name, spec in NOTIFICATION_PARAMS.items()]
     table.append("}")
     r.named(GenerationOptions)  # what the generative tasks' params share
     body: list[str] = []

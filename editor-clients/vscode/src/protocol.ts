@@ -13,7 +13,7 @@ import {
   RequestType,
   RequestType0,
 } from 'vscode-jsonrpc/node';
-import type { Methods, Notifications } from './wire';
+import type { ClientNotifications, CompletionFeedbackParams, Methods, Notifications } from './wire';
 
 export * from './wire';
 
@@ -84,41 +84,15 @@ export const ModelsLoad = request('models/load');
 export const ModelsUnload = request('models/unload');
 
 // -- notifications to the daemon -----------------------------------------------------------------
-// wire.ts has no types for these yet (protocol_ts renders NOTIFICATIONS_OUT only): they are written
-// here from wire.py's ContextChunk, ContextAddParams and CompletionFeedbackParams.
 
-/** A piece of text from the workspace: a file opened, edited or saved, or text yanked/copied. */
-export interface ContextChunk {
-  /** the text (large chunks are trimmed) */
-  text: string;
-  /** the file it comes from (path or URI) */
-  path?: string | null;
-  /** how the user met it */
-  kind?: 'open' | 'edit' | 'save' | 'yank' | 'copy';
+export type FeedbackEvent = CompletionFeedbackParams['event'];
+
+function clientNotification<K extends keyof ClientNotifications>(name: K): NotificationType<ClientNotifications[K]> {
+  return new NotificationType<ClientNotifications[K]>(name, ParameterStructures.byName);
 }
 
-/** Chunks for this client's workspace context ring (a notification: no reply). */
-export interface ContextAddParams {
-  /** newest last (64 at most) */
-  chunks: ContextChunk[];
-}
-
-export type FeedbackEvent = 'shown' | 'accepted' | 'partial' | 'dismissed';
-
-/** What the user did with a completion (a notification: no reply); kept locally, never sent. */
-export interface CompletionFeedbackParams {
-  /** the `completion_id` of a `complete` result */
-  completion_id: string;
-  event: FeedbackEvent;
-  /** with accepted or partial: characters accepted */
-  accepted_chars?: number | null;
-}
-
-export const ContextAdd = new NotificationType<ContextAddParams>('context/add', ParameterStructures.byName);
-export const CompletionFeedback = new NotificationType<CompletionFeedbackParams>(
-  'completion/feedback',
-  ParameterStructures.byName,
-);
+export const ContextAdd = clientNotification('context/add');
+export const CompletionFeedback = clientNotification('completion/feedback');
 
 export const StreamNotification = notification('ember/stream');
 export const ProgressNotification = notification('ember/progress');

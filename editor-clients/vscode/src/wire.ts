@@ -252,6 +252,22 @@ export interface ProgressParams {
   message: string;
 }
 
+/** Chunks for this client's workspace context ring (a notification: no reply). */
+export interface ContextAddParams {
+  /** newest last */
+  chunks: ContextChunk[];
+}
+
+/** What the user did with a completion (a notification: no reply); kept locally, never sent. */
+export interface CompletionFeedbackParams {
+  /** the `completion_id` of a `complete` result */
+  completion_id: string;
+  /** shown in the editor; accepted whole; partly accepted (a word or a line); dismissed */
+  event: 'shown' | 'accepted' | 'partial' | 'dismissed';
+  /** with accepted or partial: characters accepted */
+  accepted_chars?: number | null;
+}
+
 /** Sampling and length options shared by the generative tasks. */
 export interface GenerationOptions {
   /** configured model name (default: the task's) */
@@ -435,6 +451,16 @@ export interface CompletionFigures {
   languages: Record<string, unknown>;
 }
 
+/** A piece of text from the workspace: a file opened, edited or saved, or text yanked/copied. */
+export interface ContextChunk {
+  /** the text (large chunks are trimmed) */
+  text: string;
+  /** the file it comes from (path or URI) */
+  path?: string | null;
+  /** how the user met it */
+  kind?: 'open' | 'edit' | 'save' | 'yank' | 'copy';
+}
+
 /** A remote model's server and its counters; the URL never carries a secret. */
 export interface RemoteInfo {
   /** the model name the server is asked for */
@@ -523,4 +549,10 @@ export interface Methods {
 export interface Notifications {
   'ember/stream': StreamParams;
   'ember/progress': ProgressParams;
+}
+
+/** Every notification a client sends that carries data, and its params. */
+export interface ClientNotifications {
+  'context/add': ContextAddParams;
+  'completion/feedback': CompletionFeedbackParams;
 }
