@@ -26,6 +26,7 @@ CLEAR_NEUTRAL = "The store opens at nine in the morning and closes at six."
 DATA = Path(__file__).parent / "data"
 DEV = DATA / "sentiment-dev.jsonl"
 STYLES = DATA / "sentiment-styles.jsonl"  # reported, never tuned on (tests/data/README.md)
+STYLES_FLOOR = 0.87  # measured 0.891 on transformers float32 (the target, 0.90, is not met): docs/classify.md
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -180,6 +181,30 @@ def test_accuracy_on_the_dev_split(smollm2):
     correct = sum(classify.run(ClassifyParams(text=r["text"]), smollm2, ctx)["label"] == r["label"]
                   for r in rows)
     assert correct / len(rows) >= 0.7, f"{correct}/{len(rows)}"
+
+
+@pytest.mark.model
+def test_styles_set_accuracy_and_honest_confidence(smollm2):
+    """The styles set (short statements, reviews, chat, commit messages, people's feelings; never
+    tuned on): the accuracy floor, and no wrong answer above 0.9. Scoring is deterministic (label
+    likelihoods, no sampling), so the floors hold run after run; docs/classify.md has the figures."""
+    rows = read_rows(STYLES)
+    ctx = RunContext()
+    right, confident_wrong = 0, []
+    for r in rows:
+        out = classify.run(ClassifyParams(text=r["text"]), smollm2, ctx)
+        if out["label"] == r["label"]:
+            right += 1
+        elif out["scores"][0]["score"] > 0.9:
+            confident_wrong.append((r["text"], out["label"], out["scores"][0]["score"]))
+    assert right / len(rows) >= STYLES_FLOOR, f"{right}/{len(rows)}"
+    assert not confident_wrong
+    # The sentences of the report that started this (issue 22), wrong and confident before.
+    for text, label in (("Our hotel room was spotless and the view was breathtaking.", "positive"),
+                        ("She was thrilled with the results of the experiment.", "positive"),
+                        ("The food was cold and the waiter was rude.", "negative"),
+                        ("He was furious that the package arrived broken.", "negative")):
+        assert classify.run(ClassifyParams(text=text), smollm2, ctx)["label"] == label, text
 
 
 # -- tiny models (random weights: shapes and mechanics, not accuracy) -------------------------

@@ -8,8 +8,9 @@ How each model kind scores the labels:
   probabilities. No text is generated or parsed. The prompt runs once; its KV cache is copied for
   all labels, which then run in one batched forward.
   The sentiment labels (positive/negative/neutral, or positive/negative) use a preset: the text is
-  scored in three framings and the score vector is compared with prototypes, the mean score vectors
-  of shipped example sentences of each label (prototype calibration; cached per model).
+  scored in two framings and the score vector is compared with prototypes, the mean score vectors
+  of shipped example sentences of each label (prototype calibration; computed once per model and
+  kept on disk beside Ember's conversion of it).
   Other label sets get contextual calibration (Zhao et al. 2021, "Calibrate Before Use") unless one
   of them is a catch-all: each probability is divided by the probability the model gives that label
   for content-free inputs ("N/A", "", "[MASK]") in the same prompt, and renormalized. Those
