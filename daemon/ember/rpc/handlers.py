@@ -6,14 +6,10 @@ No ML code here; every handler is async so the event loop stays free.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import re
-import secrets
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from pydantic import ValidationError
 
@@ -29,8 +25,6 @@ from ..wire import (
     METHODS,
     NOTIFICATION_PARAMS,
     PROGRESS,
-    STREAM,
-    CompleteParams,
     CompletionFeedbackParams,
     ContextAddParams,
     DetokenizeParams,
@@ -38,8 +32,8 @@ from ..wire import (
     ModelParams,
     TokenizeParams,
 )
+from .inline import InlineCompletions
 from .protocol import RawJSON, RequestContext, current_request
-from .typethrough import LiveCompletion, LiveCompletions, Mismatch
 
 Handler = Callable[[Any], Awaitable[Any]]
 CHARS_PER_TOKEN = 4  # a rough size of detokenize's output, to pick its side lane
@@ -116,12 +110,6 @@ def encoded(fn: Callable[..., Any]) -> Callable[..., RawJSON]:
     return run
 
 
-def stream_to(req: RequestContext) -> Callable[[str], None]:
-    """ember/stream notifications for one request, numbered."""
-    index = itertools.count()
-    return lambda delta: req.notify(STREAM, {"id": req.id, "delta": delta, "index": next(index)})
-
-
 def build_handlers(service: Service, on_initialize: Callable[[InitializeParams], None]) -> dict[str, Handler]:
     """Method name -> async handler taking the raw params."""
 
@@ -180,96 +168,13 @@ def build_handlers(service: Service, on_initialize: Callable[[InitializeParams],
         async def run(p: Any, req: RequestContext) -> Any:
             if getattr(p, "supersede", None):
                 req.protocol.supersede(p.supersede, req)
-            ctx = RunContext(cancelled=req.cancelled, on_delta=stream_to(req) if getattr(p, "stream", False) else None)
+            ctx = RunContext(cancelled=req.cancelled,
+                             on_delta=req.stream_sink() if getattr(p, "stream", False) else None)
             return await service.run_task(name, p, ctx, f"{name} {req.id!r}", req.protocol, req.priority)
 
         return run
 
-    completion = service.settings.completion
-    lives = LiveCompletions()
-    id_prefix, completion_ids = secrets.token_hex(3), itertools.count(1)
-    prefills: WeakKeyDictionary[Any, asyncio.Future[Any]] = WeakKeyDictionary()  # client -> its idle prefill
-
-    def with_defaults(p: CompleteParams) -> CompleteParams:
-        update: dict[str, Any] = {}
-        if "cut" not in p.model_fields_set and not completion.cut:
-            update["cut"] = False
-        if p.max_time_ms is None and completion.max_time_ms:
-            update["max_time_ms"] = completion.max_time_ms
-        return p.model_copy(update=update) if update else p
-
-    def context_for(p: CompleteParams, client: Any, ctx: RunContext) -> RunContext:
-        if p.prefix is not None and p.context and completion.context:
-            ctx.context = service.workspace.chunks(client)
-            ctx.context_tokens = completion.context_tokens
-        return ctx
-
-    async def complete(p: CompleteParams, req: RequestContext) -> Any:
-        p = with_defaults(p)
-        client = req.protocol
-        pending = prefills.pop(client, None)
-        if pending is not None and not pending.done():
-            pending.cancel()  # the keystroke goes first; the prefix cache keeps what was prefilled
-        if p.supersede is None or p.prefix is None:
-            if p.supersede:
-                client.supersede(p.supersede, req)
-            ctx = context_for(p, client, RunContext(
-                cancelled=req.cancelled, on_delta=stream_to(req) if p.stream else None))
-            result = await service.run_task("complete", p, ctx, f"complete {req.id!r}", client, req.priority)
-        else:
-            result = await live_complete(p, req)
-        if p.prefix is not None:
-            result["completion_id"] = completion_id = f"{id_prefix}-{next(completion_ids)}"
-            service.stats.completed(client, completion_id, p.language, result)
-        return result
-
-    async def live_complete(p: CompleteParams, req: RequestContext) -> dict[str, Any]:
-        """An inline completion that later keystrokes may type through (rpc/typethrough.py)."""
-        assert p.supersede is not None
-        client, key = req.protocol, p.supersede
-        on_delta = stream_to(req) if p.stream else None
-        live = lives.get(client, key)
-        typed = live.typed_by(p) if live is not None else None
-        superseded = False
-        while True:
-            if live is None or typed is None:
-                live = LiveCompletion(p, asyncio.get_running_loop())
-                context_for(p, client, live.ctx)
-                live.start(partial(service.run_task, "complete",
-                                   p.model_copy(update={"stream": True}),  # deltas feed every holder
-                                   label=f"complete {req.id!r}", client=client, priority=req.priority))
-                lives.put(client, key, live)
-                holder = live.join("", on_delta, origin=True)
-            else:
-                holder = live.join(typed, on_delta)
-            if not superseded:  # after joining: the request it supersedes no longer holds it alone
-                client.supersede(key, req)
-                superseded = True
-            try:
-                return await holder.future
-            except Mismatch:
-                pass  # the model wrote something else than the user typed: run this one anew
-            finally:
-                live.leave(holder)
-            live, typed = None, None
-
-    def prefill_context(client: Any) -> None:
-        """The client's workspace context changed: fill the prefix cache with its last inline
-        completion's prompt under the new context, at batch priority, so that the next keystroke
-        does not pay for it."""
-        live = lives.latest(client)
-        if live is None or not completion.context:
-            return
-        pending = prefills.pop(client, None)
-        if pending is not None and not pending.done():
-            pending.cancel()
-        p = live.params.model_copy(update={"stream": False})
-        ctx = context_for(p, client, RunContext(prefill_only=True))
-        job = asyncio.ensure_future(service.run_task("complete", p, ctx, "prefill context", client, "batch"))
-        job.add_done_callback(lambda f: f.cancelled() or f.exception())  # failures only matter to requests
-        prefills[client] = job
-
-    service.workspace.on_change = prefill_context
+    inline = InlineCompletions(service)
 
     impls: dict[str, Callable[[Any, RequestContext], Awaitable[Any]]] = {
         "initialize": initialize,
@@ -281,7 +186,7 @@ def build_handlers(service: Service, on_initialize: Callable[[InitializeParams],
         "models/load": models_load,
         "models/unload": models_unload,
         **{name: task(name) for name in TASKS if name != "complete"},
-        "complete": complete,
+        "complete": inline.complete,
     }
     missing = set(METHODS) ^ set(impls)
     assert not missing, f"METHODS and handlers disagree: {missing}"

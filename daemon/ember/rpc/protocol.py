@@ -41,6 +41,7 @@ from ..wire import (
     METHODS,
     NOTIFICATION_PARAMS,
     NOTIFICATIONS_OUT,
+    STREAM,
     check_payload,
     valid_request_id,
 )
@@ -75,6 +76,11 @@ class RequestContext:
     key: int = 0  # the protocol's own handle for this request (client ids may repeat)
     supersede: str | None = None  # the supersede key this request holds, if any
     priority: str = "normal"  # its model work's scheduling class (set from params or the method)
+
+    def stream_sink(self) -> Callable[[str], None]:
+        """Where a streaming request's text deltas go: numbered ember/stream notifications."""
+        index = itertools.count()
+        return lambda delta: self.notify(STREAM, {"id": self.id, "delta": delta, "index": next(index)})
 
     def notify(self, method: str, params: Any) -> None:
         """Send a notification to this request's client; safe from any thread."""
