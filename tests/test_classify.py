@@ -184,6 +184,7 @@ def test_accuracy_on_the_dev_split(smollm2):
 
 
 @pytest.mark.model
+@pytest.mark.timeout(1800)  # ~500 forwards: a minute on an idle machine, far more on a loaded one
 def test_styles_set_accuracy_and_honest_confidence(smollm2):
     """The styles set (short statements, reviews, chat, commit messages, people's feelings; never
     tuned on): the accuracy floor, and no wrong answer above 0.9. Scoring is deterministic (label
