@@ -17,7 +17,7 @@ completion_quality.py), `max_tokens` 48:
             at that definition), `context: true`. The ring keeps the earlier holes' chunks too, as a
             client's ring keeps the files met before.
 Reported: first-line exact match with the truth, the share whose completion starts with the needed
-name, and usage.context_tokens.
+name (after any spaces), and usage.context_tokens.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def run(d: Daemon, holes: list[CrossHole]) -> list[dict[str, Any]]:
         for label, result in (("without", without), ("ring", ring)):
             got = result["text"]
             rec[label] = {"text": got, "exact": first_line(got) == first_line(rec["truth"]),
-                          "name": re.match(rf"{re.escape(h.name)}\b", got) is not None,
+                          "name": re.match(rf"\s*{re.escape(h.name)}\b", got) is not None,
                           "context_tokens": result["usage"].get("context_tokens", 0),
                           "finish_reason": result["finish_reason"]}
         records.append(rec)

@@ -206,14 +206,13 @@ def typing_through(d: Daemon, text: str, start: int, suggestions: int, max_chars
     rows: list[dict[str, Any]] = []
     for at in starts:
         at += len(text[at:]) - len(text[at:].lstrip(" "))  # after the indentation, as an editor puts it
-        suggestion = keystroke(d, Typist(text, at), **extra)["text"][:max_chars]
+        whole = keystroke(d, Typist(text, at), **extra)["text"]
+        suggestion = whole[:max_chars]
         if not suggestion.strip():
             continue
-        typist = Typist(text[:at] + suggestion + text[at:], at)  # the file as the user types it
-        for typed in range(1, len(suggestion) + 1):
-            typist.type()
-            row = keystroke(d, typist, **extra)
-            row["continues"] = row["text"] == suggestion[typed:]
+        for typed in range(1, len(suggestion) + 1):  # the file as the user types: text after the cursor stays
+            row = keystroke(d, Typist(text[:at] + suggestion[:typed] + text[at:], at + typed), **extra)
+            row["continues"] = row["text"] == whole[typed:]
             rows.append(row)
     return rows
 
