@@ -157,3 +157,35 @@ def test_line_deadline_without_the_cut():
     d.update("one two\nthree")
     assert d.stopped and d.reason == "time"
     assert d.finish("one two\nthree").text == "one two" == "".join(deltas)
+
+
+def test_an_unclosed_block_is_refused_where_the_window_ends_inside_one_too():
+    # The suffix window ends inside the function, so the file without the completion already
+    # misses an `end` there; a completion that opens another block would miss a second one.
+    prefix = "local function f(x)\n  if x then\n    "
+    suffix = "\n    return 1\n"
+    assert cut(prefix, suffix, "y = 1\n", language="lua")[0] == "y = 1"
+    text, _, rules, _ = cut(prefix, suffix, "if y then\n", language="lua")
+    assert text == "" and "parse-empty" in rules
+
+
+def test_a_bracket_left_open_at_the_end_of_generation_is_cut_back():
+    # max_tokens ran out inside a call's arguments: the error would only show at the window's end.
+    prefix = "def f(self):\n    "
+    suffix = "\n    return self._options\n" + "x = [\n"  # the window ends inside a list
+    text, reason, rules, _ = cut(prefix, suffix, "self.a = 1\n    self._options = dict(a,\n        b,")
+    assert text == "self.a = 1" and reason is None and "parse" in rules
+
+
+def test_errors_before_the_cursors_line_are_the_windows_own():
+    # The window starts inside a triple-quoted string that it does not open.
+    prefix = 'ring of a docstring.\n    """\n    return 1\n\n\ndef g(x):\n    y = '
+    assert cut(prefix, "\n    return y\n", "x + 1\n")[0] == "x + 1"
+
+
+def test_block_lines_must_parse_on_their_own():
+    # After the opener itself: the body the model wrote leaves an `if` open (the suffix window
+    # ends inside the function, so the file misses an `end` with or without it).
+    text, _, rules, _ = cut("local function f(x)", "\n  return x\n", "\n  local y = 1\n  if y then\n",
+                            language="lua")
+    assert text == "\n  local y = 1" and "parse" in rules

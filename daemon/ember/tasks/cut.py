@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import re
+import textwrap
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -35,6 +37,8 @@ GRAMMAR_NAMES = {
 PROSE = {"markdown", "plaintext", "text", "txt", "gitcommit", "help", "rst", "org", "tex", "latex",
          "mail", "asciidoc", "vimwiki"}
 
+# Grammars (tree-sitter names) that take statements at the top level, so a block's lines parse alone.
+STANDALONE = {"python", "lua", "javascript", "typescript", "tsx", "ruby", "bash"}
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}
 # A line that ends like this opens a block on the next line.
@@ -105,24 +109,25 @@ def grammar_for(language: str | None) -> Any:
     return _parser(language.lower())
 
 
-def _errors(parser: Any, text: str, at: int, inserted: int) -> set[tuple[str, int]]:
-    """Syntax errors of `text` as (kind, start), starts past `at` shifted back by `inserted` so
-    that the same error with and without a completion compares equal."""
+def _errors(parser: Any, text: str, at: int, inserted: int, region: int) -> Counter[tuple[str, int]]:
+    """Syntax errors of `text` from byte `region` on (the cursor's line start), as (kind, start);
+    starts past the completion are shifted back by its length, so that the same error with and
+    without a completion compares equal. Counted: an unclosed block adds a second "missing end"
+    where the window's own cut end already has one."""
     data = text.encode()
     at_byte, ins_bytes = len(text[:at].encode()), len(text[at:at + inserted].encode())
     tree = parser.parse(data)
-    found: set[tuple[str, int]] = set()
+    found: Counter[tuple[str, int]] = Counter()
     stack = [tree.root_node]
     while stack:
         node = stack.pop()
-        if node.is_error or node.is_missing:
+        if (node.is_error or node.is_missing) and node.start_byte >= region:
             start = node.start_byte
             if start >= at_byte + ins_bytes:
                 start -= ins_bytes
             elif start > at_byte:
-                start = at_byte  # an error inside the completion: new by definition below
-                found.add(("inside", start))
-            found.add(("missing " + node.type if node.is_missing else "error", start))
+                found["inside", at_byte] += 1  # an error inside the completion: new by definition
+            found["missing " + node.type if node.is_missing else "error", start] += 1
         if node.has_error:
             stack.extend(node.children)
     return found
@@ -131,11 +136,20 @@ def _errors(parser: Any, text: str, at: int, inserted: int) -> set[tuple[str, in
 class SyntaxCheck:
     """Does a candidate completion keep the file as parseable as it was without it?"""
 
-    def __init__(self, language: str | None, prefix: str, suffix: str):
+    def __init__(self, language: str | None, prefix: str, suffix: str, mode: str = "line"):
         self.parser = grammar_for(language)
+        # Lines of a block must parse on their own too where the grammar takes statements at the
+        # top level: an unclosed `if ... then` shows no new error in a window that ends inside a
+        # function already (tree-sitter reports one error for the whole of it).
+        self.standalone = (mode != "line" and self.parser is not None
+                           and GRAMMAR_NAMES.get((language or "").lower(), (language or "").lower()) in STANDALONE)
+        self._indent = prefix.rsplit("\n", 1)[-1]
         self.prefix, self.suffix = prefix, suffix
         self.kind = "tree-sitter" if self.parser is not None else "indentation"
-        self._baseline: set[tuple[str, int]] | None = None
+        self._baseline: Counter[tuple[str, int]] | None = None
+        # Errors before the cursor's line are the editor's window (it may start inside a string):
+        # a completion cannot cause them, and their recovery may differ with it in place.
+        self._region = len(prefix.encode()) - len(prefix.rsplit("\n", 1)[-1].encode())
         self._line_open = _open_brackets(prefix.rsplit("\n", 1)[-1])
         self._rest_of_line = suffix.split("\n", 1)[0]
 
@@ -144,14 +158,31 @@ class SyntaxCheck:
             return True
         if self.parser is None:
             return _balanced(completion, self._line_open, self._rest_of_line)
+        if _depth(completion)[0] > 0:
+            # A bracket left open swallows the suffix and can push the error to the window's end,
+            # where the window's own cut may already have one.
+            return False
+        if self.standalone:
+            # The block's lines: after the opener's line end, or from the cursor's blank line.
+            body = completion.lstrip("\n") if completion.startswith("\n") else (
+                self._indent + completion if not self._indent.strip() else None)
+            if body is not None and self.parser.parse(textwrap.dedent(body).encode()).root_node.has_error:
+                return False
         if self._baseline is None:
-            self._baseline = _errors(self.parser, self.prefix + self.suffix, len(self.prefix), 0)
-        now = _errors(self.parser, self.prefix + completion + self.suffix, len(self.prefix), len(completion))
-        return now <= self._baseline
+            self._baseline = _errors(self.parser, self.prefix + self.suffix, len(self.prefix), 0, self._region)
+        now = _errors(self.parser, self.prefix + completion + self.suffix, len(self.prefix), len(completion),
+                      self._region)
+        return not now - self._baseline
 
 
-def _strip_strings(line: str) -> str:
-    return re.sub(r"\"(\\.|[^\"\\])*\"|'(\\.|[^'\\])*'|`[^`]*`", "", line)
+def _strip_strings(text: str) -> str:
+    """The text without its string literals and line comments (`#`, `--`, `//`), roughly: enough
+    to count brackets, not to parse."""
+    return _STRINGS_AND_COMMENTS.sub("", text)
+
+
+_STRINGS_AND_COMMENTS = re.compile(
+    r"\"(\\.|[^\"\\\n])*\"|'(\\.|[^'\\\n])*'|`[^`]*`|(#|--|//)[^\n]*")
 
 
 def _open_brackets(line: str) -> list[str]:
@@ -207,7 +238,7 @@ class Cut:
                  on_preview: Callable[[str], None] | None = None):
         self.on_preview = on_preview  # sees `preview()` after each update (typing through matches it)
         self.plan = plan(prefix, suffix)
-        self.check = SyntaxCheck(language, prefix, suffix)
+        self.check = SyntaxCheck(language, prefix, suffix, self.plan.mode)
         self.language = language
         self.prose = bool(language and language.lower() in PROSE)
         self.on_delta = on_delta
