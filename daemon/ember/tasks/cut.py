@@ -49,6 +49,7 @@ PREAMBLE = re.compile(
     r"|i('ve| have)|let me)\b.*[:.!]\s*$", re.IGNORECASE)
 # Lines too generic to call a repeat when they come again (closers, `else:`, `pass`, `end`).
 TRIVIAL = re.compile(r"^[\s)\]}:;,]*$|^(else|end|pass|break|continue|return|try|finally|\}\s*else\s*\{)\W*$")
+LOCAL_LINES = 4  # the cursor's line and the next three: where a completion's syntax errors show
 REPEAT_WINDOW = 5  # the prefix's last non-blank lines that the completion must not write again
 MAX_LINES = 64  # a block longer than this is cut (an editor shows a screenful at most)
 
@@ -109,11 +110,11 @@ def grammar_for(language: str | None) -> Any:
     return _parser(language.lower())
 
 
-def _errors(parser: Any, text: str, at: int, inserted: int, region: int) -> Counter[tuple[str, int]]:
-    """Syntax errors of `text` from byte `region` on (the cursor's line start), as (kind, start);
-    starts past the completion are shifted back by its length, so that the same error with and
-    without a completion compares equal. Counted: an unclosed block adds a second "missing end"
-    where the window's own cut end already has one."""
+def _errors(parser: Any, text: str, at: int, inserted: int, region: tuple[int, int]) -> Counter[tuple[str, int]]:
+    """Syntax errors of `text` that start in `region` (bytes of the text without the completion),
+    as (kind, start); starts past the completion are shifted back by its length, so that the same
+    error with and without a completion compares equal. Counted, so that a second error of a kind
+    at one place is new."""
     data = text.encode()
     at_byte, ins_bytes = len(text[:at].encode()), len(text[at:at + inserted].encode())
     tree = parser.parse(data)
@@ -121,13 +122,14 @@ def _errors(parser: Any, text: str, at: int, inserted: int, region: int) -> Coun
     stack = [tree.root_node]
     while stack:
         node = stack.pop()
-        if (node.is_error or node.is_missing) and node.start_byte >= region:
+        if node.is_error or node.is_missing:
             start = node.start_byte
             if start >= at_byte + ins_bytes:
                 start -= ins_bytes
             elif start > at_byte:
                 found["inside", at_byte] += 1  # an error inside the completion: new by definition
-            found["missing " + node.type if node.is_missing else "error", start] += 1
+            if region[0] <= start < region[1]:
+                found["missing " + node.type if node.is_missing else "error", start] += 1
         if node.has_error:
             stack.extend(node.children)
     return found
@@ -147,9 +149,13 @@ class SyntaxCheck:
         self.prefix, self.suffix = prefix, suffix
         self.kind = "tree-sitter" if self.parser is not None else "indentation"
         self._baseline: Counter[tuple[str, int]] | None = None
-        # Errors before the cursor's line are the editor's window (it may start inside a string):
-        # a completion cannot cause them, and their recovery may differ with it in place.
-        self._region = len(prefix.encode()) - len(prefix.rsplit("\n", 1)[-1].encode())
+        # Only errors from the cursor's line to a few lines past it count: the editor's window may
+        # start inside a string and end inside a block, and how the parser recovers from that
+        # differs with the completion in place. What a completion leaves open far away (brackets,
+        # a block) the bracket and standalone checks catch.
+        start = len(prefix.encode()) - len(prefix.rsplit("\n", 1)[-1].encode())
+        near = "\n".join(suffix.split("\n")[:LOCAL_LINES])
+        self._region = (start, len(prefix.encode()) + len(near.encode()) + 1)
         self._line_open = _open_brackets(prefix.rsplit("\n", 1)[-1])
         self._rest_of_line = suffix.split("\n", 1)[0]
 
