@@ -189,3 +189,13 @@ def test_block_lines_must_parse_on_their_own():
     text, _, rules, _ = cut("local function f(x)", "\n  return x\n", "\n  local y = 1\n  if y then\n",
                             language="lua")
     assert text == "\n  local y = 1" and "parse" in rules
+
+
+def test_a_closer_the_completion_needs_is_not_a_repeat_of_the_suffix():
+    prefix = "for i, v in ipairs(t) do\n  "
+    suffix = "\nend\n"
+    text, _, _, _ = cut(prefix, suffix, "if v == x then\n    return i\n  end\nend\n", language="lua")
+    assert text == "if v == x then\n    return i\n  end"
+    # Without a block of its own, the suffix's `end` written again is a repeat.
+    text, _, rules, _ = cut(prefix, suffix, "print(v)\nend\n", language="lua")
+    assert text == "print(v)" and "repeat-suffix" in rules

@@ -394,7 +394,9 @@ class Cut:
         if not self._suffix_lines or not self._started:
             return False
         if stripped == self._suffix_lines[0] and _depth("\n".join(self._kept))[0] <= 0:
-            return True
+            # A closer (`end`, `}`) that the completion needs for a block of its own is not the
+            # suffix's: it is a repeat only when the completion parses without it.
+            return not TRIVIAL.match(stripped) or self.check.ok(self._text(self._kept))
         return any(stripped == s for s in self._suffix_lines[1:] if not TRIVIAL.match(s))
 
     def _dedents(self, full: str) -> bool:
