@@ -114,6 +114,11 @@ class Daemon:
             if self.stderr.qsize() > 200:
                 self.stderr.get()
 
+    def notify(self, method: str, params: dict) -> None:
+        assert self.proc.stdin
+        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", "method": method, "params": params}).encode() + b"\n")
+        self.proc.stdin.flush()
+
     def send(self, method: str, params: dict | None = None) -> tuple[int, float]:
         msg_id = next(self._ids)
         body = {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params or {}}
@@ -194,7 +199,8 @@ def keystroke(d: Daemon, typist: Typist, **extra: Any) -> dict[str, Any]:
     result = msg["result"]
     return {"ttft": (first - sent) * 1000, "total": (arrived - sent) * 1000,
             "cached": result["usage"].get("cached_tokens", 0), "prompt": result["usage"]["prompt_tokens"],
-            "text": result["text"], "typed_through": result["usage"].get("typed_through")}
+            "text": result["text"], "typed_through": result["usage"].get("typed_through"),
+            "context_tokens": result["usage"].get("context_tokens")}
 
 
 def typing_through(d: Daemon, text: str, start: int, suggestions: int, max_chars: int) -> list[dict[str, Any]]:
@@ -327,7 +333,9 @@ def main() -> None:
     parser.add_argument("--typing-through", action="store_true", help="(e) only")
     parser.add_argument("--suggestions", type=int, default=6, help="(e): suggestions typed through")
     parser.add_argument("--suggestion-chars", type=int, default=40, help="(e): characters typed of each")
-    parser.add_argument("--daemon-code", help="(e): a checkout whose daemon/ runs instead of this one's")
+    parser.add_argument("--daemon-code", help="(e): a checkout whose daemon/ runs instead of this one's; "
+                                              "(f): the checkout to compare with")
+    parser.add_argument("--ring", action="store_true", help="(f) only")
     args = parser.parse_args()
     if args.quick:
         args.keystrokes, args.slow_keystrokes, args.spawns = 10, 2, 1
@@ -339,6 +347,9 @@ def main() -> None:
     env = daemon_environment(tmp, EMBER_DAEMON__LOG_LEVEL="warning", XDG_STATE_HOME=str(tmp / "state"))
     if args.typing_through:
         typing_through_report(args, env, text, start, began, load_before)
+        return
+    if args.ring:
+        ring_report(args, env, text, start, began, load_before)
         return
 
     if not args.threads_only:
@@ -401,6 +412,50 @@ def main() -> None:
     for name in ("default", "before"):
         print(f"| {name} | {rss[name]:.0f} | {statistics.median(spawn[name]):.2f} |")
     print(f"\nRSS default / before: {rss['default'] / rss['before']:.2f}")
+
+
+# (f) Stdlib files an editor would have open beside textwrap.py: the context ring's chunks.
+RING_MODULES = ["string", "re", "shlex", "difflib"]
+
+
+def ring_chunks(lines: int = 64) -> list[dict[str, str]]:
+    """A window of each module, as the clients send for a file opened (`kind` open)."""
+    import importlib
+
+    chunks = []
+    for name in RING_MODULES:
+        path = Path(importlib.import_module(name).__file__ or "")
+        body = path.read_text().splitlines()
+        middle = len(body) // 2
+        chunks.append({"path": f"Lib/{path.name}", "text": "\n".join(body[middle:middle + lines]), "kind": "open"})
+    return chunks
+
+
+def ring_report(args: argparse.Namespace, env: dict[str, str], text: str, start: int, began: float,
+                load_before: str) -> None:
+    """(f) The keystroke replay with the workspace context ring full, beside the same daemon
+    without it and, with --daemon-code, the daemon of another checkout (today's), taking turns."""
+    daemons: dict[str, Daemon] = {}
+    if args.daemon_code:
+        code = str(Path(args.daemon_code).resolve() / "daemon")
+        daemons["other checkout"] = Daemon([], {**env, "PYTHONPATH": code})
+    daemons["no ring"] = Daemon([], env)
+    daemons["ring"] = Daemon([], env)
+    chunks = ring_chunks()
+    daemons["ring"].notify("context/add", {"chunks": chunks})
+    log(f"(f) keystroke replay, {len(chunks)} context chunks in the ring of one daemon")
+    replayed = replay(daemons, text, start, {name: args.keystrokes for name in daemons})
+    status = daemons["ring"].call("daemon/status")["models"][0]
+    context = [r["context_tokens"] for r in replayed["ring"]]
+    for d in daemons.values():
+        d.close()
+    print(f"## bench/editor.py --ring, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(began))}\n")
+    print(f"{platform.node()}, {os.cpu_count()} CPUs. Model: {status['quantization']} on {status['engine']}. "
+          f"Cursor at character {start} of textwrap.py; ring: 64-line windows of {', '.join(RING_MODULES)} "
+          f"({statistics.median([c for c in context if c] or [0])} context tokens per request at the median). "
+          f"Load average before: {load_before}, after: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}. "
+          f"Took {time.time() - began:.0f} s.\n")
+    table(replayed)
 
 
 if __name__ == "__main__":

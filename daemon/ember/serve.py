@@ -68,6 +68,11 @@ def run_stdio(loaded: LoadedConfig, parent_pid: int | None = None) -> int:
         code = finished.result() if finished.done() else 0
         if connection.stalled:
             return 1
+        if finished.done():
+            # `exit` (or a signal): what is still running is answered -32800 now, not after it ends,
+            # which may be longer than the grace below (a model still loading). At end of input
+            # alone, requests run to their end: that is how a one-shot pipe gets its answers.
+            protocol.cancel_all()
         # Let cancellation replies reach the client before we go.
         try:
             await asyncio.wait_for(protocol.wait_idle(), timeout=2.0)
