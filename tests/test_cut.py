@@ -199,3 +199,11 @@ def test_a_closer_the_completion_needs_is_not_a_repeat_of_the_suffix():
     # Without a block of its own, the suffix's `end` written again is a repeat.
     text, _, rules, _ = cut(prefix, suffix, "print(v)\nend\n", language="lua")
     assert text == "print(v)" and "repeat-suffix" in rules
+
+
+def test_a_space_the_model_adds_to_the_cursors_indentation_is_dropped():
+    # The cursor is at the body's indentation; the model's first token is " return".
+    text, _, rules, _ = cut("def add(a, b):\n    ", "\n", " return a + b\n")
+    assert text == "return a + b" and "indent" in rules
+    # A line the cursor is inside keeps its spaces: they are part of the statement.
+    assert cut("x =", "\n", " 1\n")[0] == " 1"

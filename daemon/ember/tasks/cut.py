@@ -352,6 +352,12 @@ class Cut:
                 # This line becomes the rest of the cursor's blank line, whose indentation is there.
                 lead = len(line) - len(line.lstrip())
                 line = line[min(lead, len(plan.line_prefix)):]
+            elif not self._kept and index == 0 and plan.line_prefix and blank_cursor and line[:1].isspace():
+                # The cursor stands at its line's indentation, and the model, whose tokens mostly
+                # begin with a space, adds one (" return" after "    "): the line would be indented
+                # one step off, which Python refuses.
+                line = line.lstrip()
+                self._fire("indent")
         full = plan.line_prefix + line if not self._kept else line
         stripped = full.strip()
         if stripped:
