@@ -12,7 +12,7 @@ from ..wire import CompleteParams
 from .base import RunContext
 from .cut import Cut, LineDeadline
 from .generation import CHARS_PER_TOKEN, Prompt, chat_prompt, generate, text_prompt, usage
-from .repo_context import ContextFitter, RepoFormat, render, repo_format
+from .repo_context import ContextFitter, render, repo_format
 
 DEFAULT_MAX_TOKENS = 128
 
@@ -83,17 +83,17 @@ def _fitter(tok: Any) -> ContextFitter:
         return _FITTERS[tok]
     except (KeyError, TypeError):
         pass
-    fitter = ContextFitter(lambda text: len(tok(text, add_special_tokens=False)["input_ids"]))
+    fitter = ContextFitter(lambda text: len(tok(text, add_special_tokens=False)["input_ids"]),
+                           repo_format(tok.get_vocab()))
     try:
         _FITTERS[tok] = fitter
-        _REPO_FORMATS[tok] = repo_format(tok.get_vocab())
     except TypeError:
         pass
     return fitter
 
 
+# Per tokenizer: its repository format (reading the vocabulary costs ~20 ms) and chunk token counts.
 _FITTERS: WeakKeyDictionary[Any, ContextFitter] = WeakKeyDictionary()
-_REPO_FORMATS: WeakKeyDictionary[Any, RepoFormat] = WeakKeyDictionary()
 
 
 def _workspace_context(params: CompleteParams, tok: Any, ctx: RunContext, budget: int) -> tuple[str, int]:
@@ -105,9 +105,8 @@ def _workspace_context(params: CompleteParams, tok: Any, ctx: RunContext, budget
                         min(ctx.context_tokens, budget // 2))
     if not chunks:
         return "", 0
-    fmt = _REPO_FORMATS.get(tok) or repo_format(tok.get_vocab())
     used = sum(fitter.cost(c) for c in chunks)
-    return render(fmt, chunks, params.path, params.language), used
+    return render(fitter.fmt, chunks, params.path, params.language), used
 
 
 def _post_stage(params: CompleteParams, ctx: RunContext, prefix: str, suffix: str | None) -> Cut | LineDeadline | None:

@@ -68,11 +68,12 @@ def render(fmt: RepoFormat, chunks: Sequence[Any], current_path: str | None, lan
 
 
 class ContextFitter:
-    """Keeps the newest chunks that fit a token budget; remembers each chunk's token count, since
-    the same ring is sent with every keystroke."""
+    """One tokenizer's context: its repository format, and the newest chunks that fit a token
+    budget; remembers each chunk's token count, since the same ring is sent with every keystroke."""
 
-    def __init__(self, count_tokens: Callable[[str], int]):
+    def __init__(self, count_tokens: Callable[[str], int], fmt: RepoFormat):
         self.count_tokens = count_tokens
+        self.fmt = fmt
         self._counts: OrderedDict[tuple[str | None, str], int] = OrderedDict()
 
     def fit(self, chunks: Sequence[Chunk], budget: int) -> list[Chunk]:
