@@ -181,3 +181,17 @@ def test_serve_starts_with_one_extra_model_and_uses_the_default(tmp_path, daemon
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     reply = json.loads(done.stdout)
     assert reply["result"]["count"] == 2 and reply["result"]["model"] == "default"
+
+
+@pytest.mark.parametrize(("source", "label"), [
+    ("smollm2", "SmolLM2-135M-Instruct"),
+    ("/models/SmolLM2-135M-Instruct.Q4_1.gguf", "SmolLM2-135M-Instruct"),
+    ("/models/llama-2-7b.Q4_K_M.gguf", "llama-2-7b"),
+    ("Qwen/Qwen2.5-Coder-1.5B", "Qwen2.5-Coder-1.5B"),
+    ("./models/phi-2/", "phi-2"),
+])
+def test_a_model_is_labelled_with_its_own_name_not_its_config_name(source, label):
+    from ember.config import ModelSettings
+    from ember.models.sources import label as model_label
+
+    assert model_label(ModelSettings(source=source)) == label

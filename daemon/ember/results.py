@@ -83,6 +83,7 @@ class LocalModel(TypedDict):
     """A loaded model that runs in the daemon."""
 
     name: str
+    label: Annotated[str, "the model's own name (SmolLM2-135M-Instruct), for people to read; `name` is its config name"]
     kind: str
     source: str
     path: Annotated[str | None, "its local files"]
@@ -104,6 +105,7 @@ class RemoteModel(TypedDict):
     """A loaded model served by a remote server (TGI, vLLM, an Inference Endpoint)."""
 
     name: str
+    label: Annotated[str, "the model's own name (SmolLM2-135M-Instruct), for people to read; `name` is its config name"]
     kind: str
     source: Annotated[str, "the server's URL, query values masked"]
     engine: Literal["remote"]
@@ -122,6 +124,7 @@ class ModelEntry(TypedDict):
     """A configured model; once loaded, its LocalModel or RemoteModel fields too."""
 
     name: str
+    label: Annotated[str, "the model's own name (SmolLM2-135M-Instruct), for people to read; `name` is its config name"]
     source: str
     kind: str
     loaded: bool
@@ -358,6 +361,7 @@ class ProgressParams(TypedDict):
     `initialize`)."""
 
     model: str
+    label: Annotated[str, "the model's own name"]
     phase: ProgressPhase
     percent: float | None
     bytes: int | None

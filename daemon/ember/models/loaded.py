@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import ModelSettings
+from . import sources
 
 
 @dataclass
@@ -63,6 +64,7 @@ class LoadedModel:
             return self._describe_remote()
         return {
             "name": self.name,
+            "label": sources.label(self.settings),
             "kind": self.kind,
             "source": self.settings.source,
             "path": self.source_path,
@@ -84,6 +86,7 @@ class LoadedModel:
         engine = self.engine
         return {
             "name": self.name,
+            "label": sources.label(self.settings),
             "kind": self.kind,
             "source": engine.endpoint.public_url,
             "engine": "remote",

@@ -88,6 +88,7 @@ class Registry:
             entry: dict[str, Any] = {
                 "name": name,
                 "source": sources.describe_source(settings),
+                "label": sources.label(settings),
                 "kind": settings.kind,
                 "quantization_requested": settings.quantization,
                 "loaded": lm is not None,
@@ -249,12 +250,15 @@ class Registry:
             self.unload(victims[0].name)
 
     def _reporter(self, name: str) -> Callable[..., None]:
+        label = sources.label(self.settings.models[name])
+
         def report(phase: str, percent: float | None, nbytes: int | None = None,
                    total: int | None = None, message: str | None = None) -> None:
             if self._progress is None:
                 return
             self._progress({
                 "model": name,
+                "label": label,
                 "phase": phase,
                 "percent": None if percent is None else round(percent, 1),
                 "bytes": nbytes,

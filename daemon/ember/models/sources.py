@@ -48,6 +48,30 @@ def describe_source(settings: ModelSettings) -> str:
     return settings.source
 
 
+_QUANT_SUFFIX = re.compile(r"[.-](?:[QqFf]\d[\w]*|I?Q\d\w*|fp16|bf16|f32)$")
+
+
+def label(settings: ModelSettings) -> str:
+    """The model's own name, for people to read (status bars, messages): SmolLM2-135M-Instruct
+    rather than the config's `default` or a file path."""
+    if settings.remote:
+        return settings.served_model or public_host(settings.base_url or "")
+    if settings.source == SMOLLM2_ALIAS:
+        return SMOLLM2_HUB_ID.split("/")[-1]
+    path = Path(settings.source).expanduser()
+    if path.suffix == ".gguf":
+        return _QUANT_SUFFIX.sub("", path.stem) or path.stem
+    if settings.gguf_file:
+        return _QUANT_SUFFIX.sub("", Path(settings.gguf_file).stem) or path.name
+    return path.name or settings.source
+
+
+def public_host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).hostname or url
+
+
 def resolve(settings: ModelSettings, cache_dir: Path, progress: Progress | None = None) -> Path:
     """Return a local folder with config, tokenizer and weights. Raises ModelLoadError."""
     source = settings.source

@@ -245,6 +245,8 @@ export interface StreamParams {
 /** `ember/progress`: a model is being downloaded, converted or loaded (clients that sent `initialize`). */
 export interface ProgressParams {
   model: string;
+  /** the model's own name */
+  label: string;
   phase: 'download' | 'convert' | 'load' | 'quantize' | 'ready' | 'error';
   percent: number | null;
   bytes: number | null;
@@ -298,6 +300,8 @@ export interface ServerInfo {
 /** A configured model; once loaded, its LocalModel or RemoteModel fields too. */
 export interface ModelEntry {
   name: string;
+  /** the model's own name (SmolLM2-135M-Instruct), for people to read; `name` is its config name */
+  label: string;
   source: string;
   kind: string;
   loaded: boolean;
@@ -390,6 +394,8 @@ export interface Memory {
 /** A loaded model that runs in the daemon. */
 export interface LocalModel {
   name: string;
+  /** the model's own name (SmolLM2-135M-Instruct), for people to read; `name` is its config name */
+  label: string;
   kind: string;
   source: string;
   /** its local files */
@@ -413,6 +419,8 @@ export interface LocalModel {
 /** A loaded model served by a remote server (TGI, vLLM, an Inference Endpoint). */
 export interface RemoteModel {
   name: string;
+  /** the model's own name (SmolLM2-135M-Instruct), for people to read; `name` is its config name */
+  label: string;
   kind: string;
   /** the server's URL, query values masked */
   source: string;
