@@ -106,6 +106,8 @@ export class Daemon implements Disposable {
   private disposed = false;
   /** Bumped by stop(): a start that a stop overtook is not a failure. */
   private generation = 0;
+  /** Config name -> the model's own name, from `initialize` and `ember/progress`. */
+  private readonly labels = new Map<string, string>();
 
   private readonly stateEmitter = new Emitter<DaemonState>();
   private readonly progressEmitter = new Emitter<ProgressParams>();
@@ -129,6 +131,19 @@ export class Daemon implements Disposable {
   /** What `initialize` returned from the running daemon. */
   get info(): InitializeResult | undefined {
     return this.session?.info;
+  }
+
+  /**
+   * The model's own name (SmolLM2-135M-Instruct) for a configured `name` ("default"), as the
+   * daemon reported it; the config name where it reported none.
+   */
+  labelOf(name: string): string {
+    return this.labels.get(name) || name;
+  }
+
+  /** The configured model that `task` uses by default, from `initialize`. */
+  modelFor(task: string): string | undefined {
+    return this.session?.info?.models.find((m) => m.tasks.includes(task))?.name;
   }
 
   /** The running child's process id (for the log, and for tests that kill it). */
@@ -361,7 +376,10 @@ export class Daemon implements Disposable {
     );
     session.connection = connection;
     connection.onNotification(StreamNotification, (params) => session.streams.get(params.id)?.(params));
-    connection.onNotification(ProgressNotification, (params) => this.progressEmitter.fire(params));
+    connection.onNotification(ProgressNotification, (params) => {
+      if (params.label) this.labels.set(params.model, params.label);
+      this.progressEmitter.fire(params);
+    });
     if (this.options.traceMessages) await this.applyTrace(connection);
     connection.listen();
 
@@ -385,6 +403,7 @@ export class Daemon implements Disposable {
         ]),
         this.options.startTimeoutMs ?? 60_000,
       );
+      for (const model of session.info.models ?? []) if (model.label) this.labels.set(model.name, model.label);
       logger.info(`Ember daemon running (pid ${child.pid}, ${session.info.server.name} ${session.info.server.version})`);
       return session;
     } catch (error) {

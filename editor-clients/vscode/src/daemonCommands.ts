@@ -26,13 +26,18 @@ export async function showStatus(services: Services): Promise<StatusResult | und
   }
 }
 
+/**
+ * Stops the daemon and starts a fresh one. Its progress shows in the status bar only (the Ember
+ * item, and the window's progress): a restart needs no answer from the user; a failure does.
+ */
 export async function restartDaemon(services: Services): Promise<void> {
   try {
     await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: 'Ember: restarting the daemon…' },
+      { location: vscode.ProgressLocation.Window, title: 'Ember: restarting the daemon' },
       () => services.daemon.restart(),
     );
-    void vscode.window.showInformationMessage('Ember: daemon restarted.');
+    services.log.info('Daemon restarted.');
+    vscode.window.setStatusBarMessage('Ember: daemon restarted.', 5000);
   } catch (error) {
     void showError(error, services.log);
   }

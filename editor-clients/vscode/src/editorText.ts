@@ -1,5 +1,6 @@
 /** The text a command works on, and writing a result back into the document. */
 import * as vscode from 'vscode';
+import { textBelow } from './insertion';
 
 /** The text of the selection, or of the cursor's line when nothing is selected. */
 export interface TextTarget {
@@ -28,14 +29,19 @@ export async function replaceTarget(target: TextTarget, text: string): Promise<b
   return vscode.workspace.applyEdit(edit);
 }
 
-/** Inserts `text` as new lines below the target's last line, as one edit. */
+/**
+ * Inserts `text` as new lines below the target's last line, as one edit; in Markdown (and kin) as a
+ * paragraph of its own (insertion.ts).
+ */
 export async function insertBelowTarget(target: TextTarget, text: string): Promise<boolean> {
   const { document, range } = target;
   // A selection that ends at column 0 of a line does not include that line.
   const lastLine = range.end.character === 0 && range.end.line > range.start.line ? range.end.line - 1 : range.end.line;
   const end = document.lineAt(lastLine).range.end;
   const edit = new vscode.WorkspaceEdit();
-  edit.insert(document.uri, end, `${eol(document)}${text}`);
+  const nextLine = lastLine + 1 < document.lineCount ? document.lineAt(lastLine + 1).text : undefined;
+  const inserted = textBelow(text, { language: document.languageId, lastLine: document.lineAt(lastLine).text, nextLine, eol: eol(document) });
+  edit.insert(document.uri, end, inserted);
   return vscode.workspace.applyEdit(edit);
 }
 

@@ -1,23 +1,25 @@
 /**
  * Wires the extension together: the daemon, the commands, the providers and the status item.
  *
- * Activation spawns nothing. The daemon starts with the first Ember command, or with the first
- * inline completion in a language where `ember.complete.enabled` is on; the token count waits
- * for it, or uses a shared daemon that is already running.
+ * Activation spawns nothing. The daemon starts with the first Ember command, or as soon as an
+ * editor shows a document whose language has inline completion on (`ember.complete.enabled`;
+ * warm.ts loads the model then); the token count waits for it, or uses a shared daemon that is
+ * already running. Loads and restarts show in the status bar (modelStatus.ts), not as pop-ups.
  */
 import * as vscode from 'vscode';
 import { ContextEvents } from './contextEvents';
 import { Daemon, DaemonOptions } from './daemon';
 import { restartDaemon, showLog, showStatus } from './daemonCommands';
 import { FeedbackTracker } from './feedback';
-import { ACCEPTED_COMMAND, EmberInlineCompletionProvider } from './inlineCompletion';
+import { ACCEPTED_COMMAND, EmberInlineCompletionProvider, completionEnabled, registerInlineCompletions } from './inlineCompletion';
+import { ModelStatus } from './modelStatus';
 import { OUTPUT_SCHEME, OutputDocuments } from './outputView';
 import * as protocol from './protocol';
-import { ModelProgress } from './progress';
 import { Settings, readSettings, sharedProbeArgs } from './settings';
 import { TokenCountStatus } from './statusBar';
-import { Services, classify, summarize, translate } from './textCommands';
+import { Services, classify, copyResult, insertResult, replaceWithResult, summarize, translate } from './textCommands';
 import { showError } from './ui';
+import { Warmer } from './warm';
 import { CONTEXT_DEFAULTS, ContextCollector } from './workspaceContext';
 
 let stopAll: (() => Promise<void>) | undefined;
@@ -30,6 +32,10 @@ export interface EmberApi {
   daemon: Daemon;
   tokenCount: TokenCountStatus;
   inlineCompletion: EmberInlineCompletionProvider;
+  /** The status bar item for the daemon and its model (loads show there). */
+  modelStatus: ModelStatus;
+  /** Starts the daemon and loads the model when a document that wants completions is shown. */
+  warmer: Warmer;
   /** Workspace context waiting to be sent (`context/add`). */
   context: ContextCollector;
   /** What became of the inline completions (`completion/feedback`). */
@@ -82,10 +88,14 @@ export function activate(context: vscode.ExtensionContext): EmberApi {
     await Promise.all([tokenCount.close(), daemon.dispose()]);
   };
 
+  const modelStatus = new ModelStatus(daemon, log);
+  const warmer = new Warmer(daemon, completionEnabled, () => settings.complete.warmOnOpen, log);
+
   context.subscriptions.push(
     outputs,
     tokenCount,
-    new ModelProgress(daemon, log),
+    modelStatus,
+    warmer,
     new ContextEvents(contextChunks, () => settings.completion.context, () => CONTEXT_DEFAULTS, feedback),
     contextChunks,
     daemon.onDidChangeState((state) => {
@@ -96,10 +106,13 @@ export function activate(context: vscode.ExtensionContext): EmberApi {
     }),
     daemon.onDidFail((error) => void showError(error, log, () => restartDaemon(services))),
     vscode.workspace.registerTextDocumentContentProvider(OUTPUT_SCHEME, outputs),
-    vscode.languages.registerInlineCompletionItemProvider(COMPLETION_DOCUMENTS, inlineCompletion),
+    registerInlineCompletions(COMPLETION_DOCUMENTS, inlineCompletion, log),
     vscode.commands.registerCommand('ember.summarize', () => summarize(services)),
     vscode.commands.registerCommand('ember.translate', () => translate(services)),
     vscode.commands.registerCommand('ember.classify', () => classify(services)),
+    vscode.commands.registerCommand('ember.insertResult', (uri?: unknown) => insertResult(services, uri)),
+    vscode.commands.registerCommand('ember.replaceWithResult', (uri?: unknown) => replaceWithResult(services, uri)),
+    vscode.commands.registerCommand('ember.copyResult', (uri?: unknown) => copyResult(services, uri)),
     vscode.commands.registerCommand('ember.tokenCount', async () => {
       const count = await tokenCount.refresh(true);
       if (count) void vscode.window.showInformationMessage(`Ember: ${count.count} tokens in the ${count.scope} (${count.model}).`);
@@ -120,7 +133,7 @@ export function activate(context: vscode.ExtensionContext): EmberApi {
       }
     }),
   );
-  return { daemon, tokenCount, inlineCompletion, context: contextChunks, feedback, logUri: context.logUri, protocol };
+  return { daemon, tokenCount, inlineCompletion, modelStatus, warmer, context: contextChunks, feedback, logUri: context.logUri, protocol };
 }
 
 /** VS Code waits for this promise: the daemon gets `shutdown` and `exit`. */

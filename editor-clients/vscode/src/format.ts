@@ -54,7 +54,14 @@ export function formatModel(model: Record<string, unknown>): string {
   if (typeof model.memory_bytes === 'number') parts.push(formatScalar('memory_bytes', model.memory_bytes));
   if (typeof model.idle_s === 'number') parts.push(`idle ${Math.round(model.idle_s)} s`);
   if (typeof model.loaded === 'boolean') parts.push(model.loaded ? 'loaded' : 'not loaded');
-  return `${String(model.name)}: ${parts.join(', ')}`;
+  return `${modelName(model)}: ${parts.join(', ')}`;
+}
+
+/** "SmolLM2-135M-Instruct (default)": the model's own name, then its config name where they differ. */
+export function modelName(model: Record<string, unknown>): string {
+  const name = String(model.name);
+  const label = typeof model.label === 'string' && model.label !== '' ? model.label : name;
+  return label === name ? name : `${label} (${name})`;
 }
 
 function formatModels(models: unknown): string {
@@ -65,7 +72,9 @@ function formatModels(models: unknown): string {
 }
 
 function loadedModels(models: unknown): string {
-  const names = Array.isArray(models) ? models.map((m) => (m && typeof m === 'object' ? (m as { name?: unknown }).name : undefined)) : [];
+  const names = Array.isArray(models)
+    ? models.map((m) => (m && typeof m === 'object' ? ((m as { label?: unknown }).label || (m as { name?: unknown }).name) : undefined))
+    : [];
   return names.length === 0 ? 'no model loaded' : `loaded: ${names.map(String).join(', ')}`;
 }
 

@@ -134,9 +134,37 @@ export class EmberInlineCompletionProvider implements vscode.InlineCompletionIte
     }
   }
 
-  /** VS Code calls this only where the `inlineCompletionsAdditions` API proposal is enabled. */
-  handleDidPartiallyAcceptCompletionItem(item: vscode.InlineCompletionItem, acceptedLength: number): void {
+  /**
+   * VS Code's accept-word / accept-line on one of our items. VS Code calls this only where the
+   * `inlineCompletionsAdditions` API proposal is enabled (code-server enables every proposal;
+   * desktop VS Code only for extensions that declare it, and refuses to register a provider that has
+   * it otherwise: see registerInlineCompletions). It is called with the accepted length, and then
+   * again with a PartialAcceptInfo ({ kind, acceptedLength }): both are handled, counted once.
+   * Without it the feedback tracker still sees the partial accept as a change of the document.
+   */
+  handleDidPartiallyAcceptCompletionItem(item: vscode.InlineCompletionItem, accepted: number | { acceptedLength?: number }): void {
     const id = (item as EmberItem).completionId;
-    if (id) this.feedback?.didPartiallyAccept(id, acceptedLength);
+    const length = typeof accepted === 'number' ? accepted : accepted?.acceptedLength;
+    if (id && typeof length === 'number') this.feedback?.didPartiallyAccept(id, length);
+  }
+}
+
+/**
+ * Registers the provider with its partial-accept hook where VS Code allows it, else without it (desktop
+ * VS Code throws "CANNOT use API proposal" for a provider with the hook, which would end the
+ * activation). VS Code's own accept-word and accept-line work on our items either way.
+ */
+export function registerInlineCompletions(
+  selector: vscode.DocumentSelector,
+  provider: EmberInlineCompletionProvider,
+  log: vscode.LogOutputChannel,
+): vscode.Disposable {
+  try {
+    return vscode.languages.registerInlineCompletionItemProvider(selector, provider);
+  } catch (error) {
+    log.info(`Inline completions: partial accepts are seen from the document only (${describeError(error)})`);
+    return vscode.languages.registerInlineCompletionItemProvider(selector, {
+      provideInlineCompletionItems: (document, position, context, token) => provider.provideInlineCompletionItems(document, position, context, token),
+    });
   }
 }

@@ -24,6 +24,8 @@ export interface Settings {
   complete: {
     /** The window-wide value; the provider reads it per document (it can differ per language). */
     enabled: boolean;
+    /** Start the daemon and load the model when a document that wants completions is shown. */
+    warmOnOpen: boolean;
     debounceMs: number;
     maxTokens: number;
     maxPrefixChars: number;
@@ -43,7 +45,7 @@ export const DEFAULTS: Settings = {
   summarize: { form: 'paragraph', length: 'medium', maxTokens: 256 },
   translate: { targetLanguage: 'English', mode: 'replace', maxTokens: 1024 },
   classify: { labels: ['positive', 'negative', 'neutral'], promptForLabels: false, calibrate: 'auto' },
-  complete: { enabled: false, debounceMs: 300, maxTokens: 32, maxPrefixChars: 3000, maxSuffixChars: 1000 },
+  complete: { enabled: false, warmOnOpen: true, debounceMs: 300, maxTokens: 32, maxPrefixChars: 3000, maxSuffixChars: 1000 },
   completion: { context: true },
   tokenCount: { enabled: true, debounceMs: 300, maxChars: 500_000 },
 };
@@ -106,6 +108,7 @@ export function readSettings(config: ConfigSource, workspaceFolder?: string): Re
     },
     complete: {
       enabled: get('complete.enabled', isBoolean, d.complete.enabled),
+      warmOnOpen: get('complete.warmOnOpen', isBoolean, d.complete.warmOnOpen),
       debounceMs: get('complete.debounceMs', intIn(0, 10_000), d.complete.debounceMs),
       maxTokens: get('complete.maxTokens', intIn(1, 1024), d.complete.maxTokens),
       maxPrefixChars: get('complete.maxPrefixChars', intIn(0, 100_000), d.complete.maxPrefixChars),

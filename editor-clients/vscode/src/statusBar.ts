@@ -138,7 +138,8 @@ export class TokenCountStatus implements vscode.Disposable {
       const result = await counter.request(Tokenize, { text, return_ids: false, return_tokens: false, return_offsets: false }, token);
       if (token.isCancellationRequested) return undefined;
       const source = counter === this.daemon ? 'window' : 'shared';
-      const count: TokenCount = { count: result.count, model: result.model, scope, source };
+      // The model's own name (SmolLM2-135M-Instruct), not its config name ("default").
+      const count: TokenCount = { count: result.count, model: counter.labelOf(result.model), scope, source };
       const where = source === 'shared' ? ', counted by the shared daemon' : '';
       this.show(formatTokenCount(count.count, count.model), `Ember: ${count.count} tokens in the ${scope} (${count.model}${where})`);
       return count;

@@ -6,7 +6,7 @@ import * as vscode from 'vscode';
 import type { Daemon } from './daemon';
 import { TextTarget, insertBelowTarget, replaceTarget, targetOf } from './editorText';
 import { describeError } from './errors';
-import type { OutputDocument, OutputDocuments } from './outputView';
+import { OUTPUT_SCHEME, OutputDocument, OutputDocuments } from './outputView';
 import { formatClassification, parseLabels, tail } from './format';
 import { Classify, ClassifyResult, Summarize, Translate } from './protocol';
 import { Settings, calibrateParam } from './settings';
@@ -47,14 +47,30 @@ function warnIfCut(finishReason: string, setting: string): void {
   }
 }
 
-/** Streams a summary into a read-only document beside the editor, then offers to insert it. */
+/** A result shown in a side document, and the text it came from (for Insert, Replace, Copy). */
+export interface ShownResult {
+  target: TextTarget;
+  text: string;
+}
+
+/** "notes.md" for a file, "Untitled-1" for a new one: what the side document is named after. */
+export function sourceName(document: vscode.TextDocument): string {
+  return path.basename(document.uri.path) || 'selection';
+}
+
+/**
+ * Streams a summary into a read-only document beside the editor ("Summary of notes.md") and
+ * resolves as soon as it is there: a keybinding or a macro that chains commands goes on at once.
+ * Insert, Replace Selection and Copy stay available without blocking: on the notification (not
+ * awaited), and as buttons on the summary's title bar (ember.insertResult and the others).
+ */
 export async function summarize(services: Services): Promise<string | undefined> {
   const target = currentTarget('summarize');
   if (!target) return undefined;
   const { form, length, maxTokens } = services.settings().summarize;
   let output: OutputDocument | undefined;
   try {
-    output = await services.outputs.open(`Summary of ${path.basename(target.document.uri.path) || 'selection'}`);
+    output = await services.outputs.open(`Summary of ${sourceName(target.document)}`);
     const result = await withCancellableProgress('Ember: summarizing…', (token) =>
       services.daemon.stream(
         Summarize,
@@ -64,16 +80,53 @@ export async function summarize(services: Services): Promise<string | undefined>
       ),
     );
     output.set(result.text); // the reply is authoritative; the deltas were a preview
+    const shown: ShownResult = { target, text: result.text };
+    services.outputs.setResult(output.uri, shown);
     warnIfCut(result.finish_reason, 'ember.summarize.maxTokens');
-    const choice = await vscode.window.showInformationMessage('Ember: summary ready.', 'Insert', 'Replace Selection');
-    if (choice === 'Insert') await insertBelowTarget(target, result.text);
-    else if (choice === 'Replace Selection') await replaceTarget(target, result.text);
+    const uri = output.uri;
+    void vscode.window
+      .showInformationMessage(`Ember: summary of ${sourceName(target.document)} ready (${services.daemon.labelOf(result.model)}).`, 'Insert', 'Replace Selection', 'Copy')
+      .then((choice) => {
+        const command = choice === 'Insert' ? 'ember.insertResult' : choice === 'Replace Selection' ? 'ember.replaceWithResult' : choice === 'Copy' ? 'ember.copyResult' : undefined;
+        if (command) return vscode.commands.executeCommand(command, uri);
+        return undefined;
+      });
     return result.text;
   } catch (error) {
     output?.append(`\n\n(${describeError(error)})`);
     void showError(error, services.log);
     return undefined;
   }
+}
+
+/** The result the follow-up commands act on: the one in `uri` (the title bar passes it), or the active side document's, or the newest. */
+function resultFor(services: Services, uri: unknown): ShownResult | undefined {
+  const active = vscode.window.activeTextEditor?.document.uri;
+  const at = uri instanceof vscode.Uri ? uri : active?.scheme === OUTPUT_SCHEME ? active : undefined;
+  const result = services.outputs.resultOf<ShownResult>(at);
+  if (!result) void vscode.window.showWarningMessage('Ember: no result to use; run Ember: Summarize first.');
+  return result;
+}
+
+/** Insert: the result below the text it came from (Markdown-aware). */
+export async function insertResult(services: Services, uri?: unknown): Promise<boolean> {
+  const result = resultFor(services, uri);
+  return result ? insertBelowTarget(result.target, result.text) : false;
+}
+
+/** Replace Selection: the text the result came from is replaced by it, if it was not edited since. */
+export async function replaceWithResult(services: Services, uri?: unknown): Promise<boolean> {
+  const result = resultFor(services, uri);
+  return result ? replaceTarget(result.target, result.text) : false;
+}
+
+/** Copy: the result to the clipboard. */
+export async function copyResult(services: Services, uri?: unknown): Promise<boolean> {
+  const result = resultFor(services, uri);
+  if (!result) return false;
+  await vscode.env.clipboard.writeText(result.text);
+  vscode.window.setStatusBarMessage('Ember: copied.', 3000);
+  return true;
 }
 
 /** Asks for the target language: the configured one first, common ones, or any typed in. */
@@ -149,7 +202,7 @@ export async function classify(services: Services): Promise<ClassifyResult | und
       services.daemon.request(Classify, { text: target.text, labels, calibrate: calibrateParam(configured.calibrate) }, token),
     );
     services.log.info(`classify: ${JSON.stringify(result.scores)} (${result.model})`);
-    void vscode.window.showInformationMessage(formatClassification(result));
+    void vscode.window.showInformationMessage(`${formatClassification(result)} · ${services.daemon.labelOf(result.model)}`);
     return result;
   } catch (error) {
     void showError(error, services.log);

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, it } from 'node:test';
-import { describeProgress, formatClassification, formatStatus, formatTokenCount, formatValue, parseLabels, tail } from '../../src/format';
+import { describeProgress, formatClassification, formatStatus, formatTokenCount, formatValue, modelName, parseLabels, tail } from '../../src/format';
 import { StatusResult, supersedeKey } from '../../src/protocol';
 import { DEFAULTS, calibrateParam, readSettings, resolveCommand, sharedProbeArgs } from '../../src/settings';
 
@@ -48,6 +48,26 @@ describe('settings', () => {
   it('inline completion is off by default and can be turned on per language', () => {
     assert.equal(properties['ember.complete.enabled'].default, false);
     assert.equal(properties['ember.complete.enabled'].scope, 'language-overridable');
+  });
+
+  it('prose languages stay off even when inline completion is on for all files, unless turned on per language', () => {
+    const defaults = packageJson.contributes.configurationDefaults as Record<string, Record<string, unknown>>;
+    for (const language of ['markdown', 'plaintext', 'git-commit', 'git-rebase', 'scminput']) {
+      assert.deepEqual(defaults[`[${language}]`], { 'ember.complete.enabled': false }, language);
+    }
+    // Language-specific defaults must be able to apply: the setting is language-overridable.
+    assert.equal(properties['ember.complete.enabled'].scope, 'language-overridable');
+    assert.equal(properties['ember.complete.warmOnOpen'].default, true);
+  });
+
+  it("binds no keys: VS Code's own inline-suggestion keys (Tab, accept word, accept line, next/previous) stay", () => {
+    assert.equal(packageJson.contributes.keybindings, undefined);
+  });
+
+  it('the result commands are on the summary\'s title bar and in the palette only there', () => {
+    const title = packageJson.contributes.menus['editor/title'] as { command: string; when: string }[];
+    assert.deepEqual(title.map((m) => m.command), ['ember.insertResult', 'ember.replaceWithResult', 'ember.copyResult']);
+    for (const m of title) assert.match(m.when, /resourceScheme == ember/);
   });
 
   it('reads the declared defaults', () => {
@@ -152,9 +172,23 @@ describe('formatting', () => {
   });
 
   it('describes model progress, with sizes when the daemon knows them', () => {
-    const base = { model: 'default', phase: 'download' as const, percent: 5, message: 'downloading' };
+    const base = { model: 'default', label: 'SmolLM2-135M-Instruct', phase: 'download' as const, percent: 5, message: 'downloading' };
     assert.equal(describeProgress({ ...base, bytes: 2 ** 20, total_bytes: 20 * 2 ** 20 }), 'downloading: 1.0 of 20.0 MiB');
     assert.equal(describeProgress({ ...base, message: '', bytes: null, total_bytes: null }), 'download');
+  });
+
+  it("names models by their own name (label), with the config name beside it", () => {
+    const status = {
+      version: '0.2.0', pid: 1, uptime_s: 3, requests_served: 2, queue_depth: 0, running: [],
+      memory: { rss_bytes: 2 ** 20, models_bytes: 2 ** 20 },
+      models: [{ name: 'default', label: 'SmolLM2-135M-Instruct', kind: 'causal-lm', device: 'cpu', dtype: 'float32', idle_s: 1 }],
+      workers: [],
+    } as unknown as StatusResult;
+    const { message, detail } = formatStatus(status);
+    assert.equal(message, 'Ember 0.2.0: 2 requests served, queue 0; loaded: SmolLM2-135M-Instruct');
+    assert.match(detail, /Models: SmolLM2-135M-Instruct \(default\): causal-lm, cpu float32, idle 1 s/);
+    assert.equal(modelName({ name: 'default', label: 'default' }), 'default');
+    assert.equal(modelName({ name: 'coder' }), 'coder');
   });
 
   it('keeps the end of a streamed text for a progress message, on one line', () => {
