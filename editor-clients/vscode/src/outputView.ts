@@ -86,4 +86,26 @@ export class OutputDocument {
   get value(): string {
     return this.text;
   }
+
+  /**
+   * Resolves once the editor's copy of the document shows the text set last (VS Code asks the
+   * provider for it after the change event), so a command that resolves after this has its
+   * result on screen. Gives up after `timeoutMs` (the document may have been closed).
+   */
+  shown(timeoutMs = 5_000): Promise<void> {
+    const uri = this.uri.toString();
+    const showing = () => vscode.workspace.textDocuments.find((d) => d.uri.toString() === uri)?.getText() === this.text;
+    if (showing()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        listener.dispose();
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      const listener = vscode.workspace.onDidChangeTextDocument((e) => {
+        if (e.document.uri.toString() === uri && showing()) done();
+      });
+    });
+  }
 }

@@ -80,6 +80,7 @@ export async function summarize(services: Services): Promise<string | undefined>
       ),
     );
     output.set(result.text); // the reply is authoritative; the deltas were a preview
+    await output.shown();
     const shown: ShownResult = { target, text: result.text };
     services.outputs.setResult(output.uri, shown);
     warnIfCut(result.finish_reason, 'ember.summarize.maxTokens');

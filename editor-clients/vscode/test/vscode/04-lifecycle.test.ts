@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import * as vscode from 'vscode';
 import type { EmberApi } from '../../src/extension';
 import type { ClassifyResult } from '../../src/protocol';
-import { ember, emberChildren, emberLog, logMark, logged, nextEvent, notificationMark, notified, openFile, outputPanelShows, select, setSetting, waitFor } from './driver';
+import { driver, ember, emberChildren, emberLog, logMark, logged, nextEvent, notificationMark, notifications, openFile, outputPanelShows, select, setSetting, waitFor } from './driver';
 
 /** Kills the daemon as a crash would, and resolves once the extension has seen it go. */
 async function killDaemon(api: EmberApi): Promise<number> {
@@ -51,13 +51,18 @@ describe('the daemon in a window', () => {
     assert.notEqual(api.daemon.pid, pid);
   });
 
-  it('a killed daemon is started again by Restart Daemon', async () => {
+  it('a killed daemon is started again by Restart Daemon, shown in the status bar, not as a notification', async () => {
     const pid = await killDaemon(api);
-    const since = await notificationMark();
+    await notificationMark();
     await vscode.commands.executeCommand('ember.restartDaemon');
     assert.equal(api.daemon.state, 'running');
     assert.notEqual(api.daemon.pid, pid);
-    await notified(/^Ember: daemon restarted\./, since);
+    const { seen } = await notifications();
+    assert.deepEqual(seen.filter((t) => /restart|loading|starting/i.test(t) && !/Ember tests:/.test(t)), [], 'no pop-up for a restart');
+    await waitFor('the daemon in the status bar', async () => {
+      const s = await driver<{ text: string } | null>('statusBar', { entry: 'ember.model' });
+      return s && /\$\(flame\)|flame|Ember|SmolLM2/.test(s.text) && s;
+    });
   });
 
   it('changing ember.args restarts the running daemon with the new arguments', async () => {
