@@ -15,6 +15,8 @@ daemon accepts. Switches, in the manner of conform.nvim's tests/fake_formatter.s
   --error METHOD=CODE:MESSAGE   answer METHOD with this error
   --progress             send ember/progress (load 0, 50, 100, ready) before the first task
   --stderr TEXT          write TEXT to stderr at start (for log tests)
+  --kill-on METHOD       die by SIGKILL (signal 9) on receiving a METHOD request
+  --load-delay SECONDS   `models/load` takes this long, with ember/progress steps meanwhile
   --type-through         answer a `complete` whose prefix only adds the start of the last
                          completion for the same `supersede` key with that completion's rest
                          (same completion_id, usage.typed_through), as the daemon does
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -42,6 +45,8 @@ except Exception:  # pragma: no cover - pydantic or the package missing
     wire = None
 
 TASKS = {"complete", "summarize", "translate", "classify", "tokenize"}
+MODEL = "fake-model"  # its config name
+LABEL = "FakeLM-7M-Instruct"  # its own name, as the daemon reports it (`label`)
 
 
 class Fake:
@@ -138,6 +143,10 @@ class Fake:
                         self.record("invalid", {"method": method, "error": str(e)})
                 continue
             self.requests += 1
+            if self.args.kill_on and method == self.args.kill_on:
+                sys.stderr.write("fake daemon: killing itself with SIGKILL\n")
+                sys.stderr.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
             if self.crash_now():
                 sys.stderr.write("fake daemon: crashing on purpose\n")
                 sys.stderr.flush()
@@ -176,10 +185,7 @@ class Fake:
             return self.reply(rid, error={"code": -32601, "message": f"method not found: {method}"})
         if method in TASKS and self.args.progress and not self.progress_sent:
             self.progress_sent = True
-            for phase, pct in [("load", 0), ("load", 50), ("load", 100), ("ready", 100)]:
-                self.send({"jsonrpc": "2.0", "method": "ember/progress", "params": {
-                    "model": "fake-model", "phase": phase, "percent": pct, "bytes": None,
-                    "total_bytes": None, "message": ""}})
+            self.send_progress([("load", 0), ("load", 50), ("load", 100), ("ready", 100)], 0.0)
         delay = self.args.slow if method in TASKS - {"tokenize"} else 0.0
         if method == "complete":
             delays = [float(x) for x in (self.args.complete_delays or "").split(",") if x]
@@ -196,6 +202,8 @@ class Fake:
         if cancelled:  # a daemon that had finished already: the full delay, then the answer
             time.sleep(max(0.0, delay - (time.monotonic() - start)))
         result = fn(params or {}) if method != "complete" else self.m_complete(params or {}, nth)
+        if isinstance(result, dict) and "__error__" in result:
+            return self.reply(rid, error=result["__error__"])
         text = result.get("text") if isinstance(result, dict) else None
         if isinstance(params, dict) and params.get("stream") and isinstance(text, str):
             pieces = [w + " " for w in text.split(" ")]
@@ -205,7 +213,32 @@ class Fake:
                            "params": {"id": rid, "delta": piece, "index": i}})
         self.reply(rid, result)
 
+    def send_progress(self, steps: list[tuple[str, int]], pause: float) -> None:
+        for phase, pct in steps:
+            self.send({"jsonrpc": "2.0", "method": "ember/progress", "params": {
+                "model": MODEL, "label": LABEL, "phase": phase, "percent": pct, "bytes": None,
+                "total_bytes": None, "message": "loading weights" if phase == "load" else ""}})
+            time.sleep(pause)
+
     # -- methods ---------------------------------------------------------------------------------
+
+    def entry(self) -> dict[str, Any]:
+        return {"name": MODEL, "label": LABEL, "source": "/models/FakeLM-7M-Instruct.gguf",
+                "kind": "local", "loaded": self.progress_sent,
+                "tasks": ["complete", "summarize", "translate", "classify"]}
+
+    def m_models_load(self, p: dict[str, Any]) -> dict[str, Any]:
+        if p.get("model") != MODEL:
+            return {"__error__": {"code": -32602, "message": f"unknown model {p.get('model')!r}"}}
+        if not self.progress_sent:
+            self.progress_sent = True
+            steps = [("load", 0), ("load", 25), ("load", 50), ("load", 75), ("load", 100)]
+            self.send_progress(steps, self.args.load_delay / len(steps))
+            self.send_progress([("ready", 100)], 0.0)
+        return {"model": {**self.entry(), "loaded": True}}
+
+    def m_models_list(self, p: Any) -> dict[str, Any]:
+        return {"models": [self.entry()]}
 
     def usage(self) -> dict[str, Any]:
         return {"usage": {"prompt_tokens": 3, "completion_tokens": 2},
@@ -214,7 +247,7 @@ class Fake:
     def m_initialize(self, p: dict[str, Any]) -> dict[str, Any]:
         return {"server": {"name": "ember-fake", "version": "0.0.0"}, "protocol_version": "1",
                 "methods": sorted(wire.METHODS) if wire else [], "tasks": sorted(TASKS - {"tokenize"}),
-                "models": ["fake-model"], "device": "cpu", "pid": os.getpid()}
+                "models": [self.entry()], "device": "cpu", "pid": os.getpid()}
 
     def m_shutdown(self, p: dict[str, Any]) -> None:
         self.shutdown = True
@@ -278,7 +311,7 @@ class Fake:
         return {"version": "0.0.0", "pid": os.getpid(), "uptime_s": time.time() - self.started,
                 "requests_served": self.requests, "queue_depth": 0, "running": 0,
                 "memory": {"rss_bytes": 50_000_000},
-                "models": [{"name": "fake-model", "loaded": True, "memory_bytes": 1_000_000}],
+                "models": [{**self.entry(), "loaded": True, "memory_bytes": 1_000_000}],
                 "workers": 1}
 
 
@@ -295,6 +328,8 @@ def main() -> None:
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--stderr")
     ap.add_argument("--type-through", action="store_true")
+    ap.add_argument("--kill-on")
+    ap.add_argument("--load-delay", type=float, default=0.0)
     Fake(ap.parse_args()).serve()
 
 

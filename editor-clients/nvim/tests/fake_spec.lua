@@ -21,9 +21,14 @@ local function fake_cmd(...)
   return vim.list_extend({ python, fake, "--record", rec }, { ... }), rec
 end
 
+-- As a user who maps <Tab> and <C-]> (nothing is mapped by default: see the "keys:" case).
 local function use_fake(opts, ...)
   local cmd, rec = fake_cmd(...)
-  ember.setup(vim.tbl_deep_extend("force", { cmd = cmd, restart = { delay_ms = 20 } }, opts or {}))
+  ember.setup(vim.tbl_deep_extend("force", {
+    cmd = cmd,
+    restart = { delay_ms = 20 },
+    complete = { keymaps = { accept = "<Tab>", dismiss = "<C-]>" } },
+  }, opts or {}))
   daemon.start()
   H.wait(function()
     return daemon.info() ~= nil
@@ -167,11 +172,16 @@ H.case("daemon: a crashed daemon is restarted and works again", function()
   local first_pid = daemon.info().pid
   local mark = H.mark()
   H.buffer({ "one two three" })
+  local seen = {}
+  local au = vim.api.nvim_create_autocmd("User", { pattern = "EmberStatus", callback = function()
+    table.insert(seen, require("ember").statusline({ tokens = false }))
+  end })
   vim.cmd("Ember tokens") -- the 2nd request: the daemon dies on it
   H.wait(function()
-    return H.note_matching(mark, "restarting")
-  end, 5000, "the restart notice")
-  H.ok(H.note_matching(mark, "tokenize failed: the daemon exited"), "the lost request is reported")
+    return H.note_matching(mark, "tokenize failed")
+  end, 5000, "the lost request's error")
+  H.ok(H.note_matching(mark, "tokenize failed: the daemon exited with code 3 before it answered"), vim.inspect(H.notes_since(mark)))
+  H.ok(not H.note_matching(mark, "restarting"), "the restart is not a message")
   H.wait(function()
     return daemon.info() and daemon.info().pid ~= first_pid
   end, 10000, "a new daemon")
@@ -184,6 +194,8 @@ H.case("daemon: a crashed daemon is restarted and works again", function()
     pids[e.pid] = true
   end
   H.eq(2, vim.tbl_count(pids), "processes that got initialize")
+  vim.api.nvim_del_autocmd(au)
+  H.ok(vim.tbl_contains(seen, "Ember: restarting · the daemon exited with code 3; restarting (1 of 3)"), "statusline: " .. vim.inspect(seen))
 end)
 
 H.case("daemon: gives up after max_retries crashes in a row", function()
@@ -194,7 +206,8 @@ H.case("daemon: gives up after max_retries crashes in a row", function()
   H.wait(function()
     return daemon.status() == "failed"
   end, 10000, "the client to give up")
-  H.ok(H.note_matching(mark, "exited %(code 3%) 3 times"), "says it gave up: " .. vim.inspect(H.notes_since(mark)))
+  H.ok(H.note_matching(mark, "exited with code 3 %(3 crashes"), "says it gave up: " .. vim.inspect(H.notes_since(mark)))
+  H.eq("Ember: stopped (:Ember restart)", ember.statusline(), "the statusline says so")
   local pids = {}
   for _, e in ipairs(received(rec, "initialize")) do
     pids[e.pid] = true
@@ -247,13 +260,14 @@ H.case("errors: a daemon error is shown as its message", function()
   H.ok(f.failed and f.text:find("Input is too long", 1, true), "the window shows the error too")
 end)
 
-H.case("progress: model loading is shown", function()
+H.case("progress: model loading shows in the statusline by the model's label, never as a message", function()
   use_fake({}, "--progress")
-  local events = {}
-  vim.api.nvim_create_autocmd("User", {
+  local events, lines = {}, {}
+  local au = vim.api.nvim_create_autocmd("User", {
     pattern = "EmberProgress",
     callback = function(ev)
       table.insert(events, ev.data)
+      table.insert(lines, ember.statusline({ tokens = false }))
     end,
   })
   local echoes = {}
@@ -266,13 +280,21 @@ H.case("progress: model loading is shown", function()
   H.buffer({ "a b" })
   vim.cmd("Ember tokens")
   H.wait(function()
-    return H.note_matching(mark, "model fake%-model ready")
-  end, 5000, "the ready notice")
+    return #events == 4
+  end, 5000, "the ready step")
+  H.wait(function()
+    return H.note_matching(mark, "2 tokens")
+  end, 5000, "the count")
+  H.sleep(2 * require("ember.util").COALESCE_MS)
   vim.api.nvim_echo = echo
+  vim.api.nvim_del_autocmd(au)
   H.eq({ "load", "load", "load", "ready" }, vim.tbl_map(function(e)
     return e.phase
   end, events), "User EmberProgress events")
-  H.ok(vim.tbl_contains(echoes, "Ember: loading fake-model 50%"), "percent echoed: " .. vim.inspect(echoes))
+  H.eq("Ember: loading FakeLM-7M-Instruct 50% · loading weights", lines[2], "the statusline while loading")
+  H.eq("Ember: FakeLM-7M-Instruct", lines[4], "the statusline once ready")
+  H.eq({}, echoes, "nothing echoed")
+  H.eq({ "Ember: 2 tokens in the buffer (FakeLM-7M-Instruct)" }, H.notes_since(mark), "the only message")
 end)
 
 H.case("summarize: streams into a window; r replaces the paragraph", function()
@@ -429,7 +451,7 @@ H.case("tokens: :Ember tokens and the statusline", function()
   H.buffer({ "one two", "three four five" })
   vim.cmd("Ember tokens")
   H.wait(function()
-    return H.note_matching(mark, "5 tokens in the buffer %(fake%-model%)")
+    return H.note_matching(mark, "5 tokens in the buffer %(FakeLM%-7M%-Instruct%)")
   end, 5000, "the buffer count")
   vim.cmd("2Ember tokens")
   H.wait(function()
@@ -437,11 +459,11 @@ H.case("tokens: :Ember tokens and the statusline", function()
   end, 5000, "the selection count")
   H.eq("", ember.statusline(), "nothing before the first count")
   H.wait(function()
-    return ember.statusline() == "fake-model · 5 tok"
+    return ember.statusline() == "FakeLM-7M-Instruct · 5 tok"
   end, 5000, "the statusline count")
   H.feed("Gosix seven<Esc>")
   H.wait(function()
-    return ember.statusline() == "fake-model · 7 tok"
+    return ember.statusline() == "FakeLM-7M-Instruct · 7 tok"
   end, 5000, "the updated count")
 end)
 
@@ -920,6 +942,172 @@ H.case("complete: typed through with auto on, the daemon's answer continues the 
   H.eq(12, feedbacks(rec)[2].accepted_chars, "all its characters (typed ones too)")
   H.feed("<Esc>")
   ember.setup({ cmd = fake_cmd(), complete = { auto = false } })
+end)
+
+H.case("keys: no insert-mode key is mapped by default; default_keymaps opts in; <Plug> mappings exist", function()
+  local cmd = fake_cmd()
+  local function ours()
+    local list = {}
+    for _, m in ipairs(vim.api.nvim_get_keymap("i")) do
+      if (m.desc or ""):find("^Ember") and not m.lhs:find("<Plug>", 1, true) then
+        table.insert(list, m.lhs)
+      end
+    end
+    table.sort(list)
+    return list
+  end
+  ember.setup({ cmd = cmd })
+  H.eq({}, ours(), "Ember's insert-mode keys after a plain setup()")
+  H.eq("", vim.fn.maparg("<Tab>", "i"), "<Tab>")
+  for _, plug in ipairs({ "(ember-accept)", "(ember-accept-word)", "(ember-accept-line)", "(ember-dismiss)" }) do
+    H.ok(next(vim.fn.maparg("<Plug>" .. plug, "i", false, true)) ~= nil, "<Plug>" .. plug .. " exists")
+  end
+  ember.setup({ cmd = cmd, complete = { default_keymaps = true, keymaps = { accept_word = "<M-w>" } } })
+  H.eq({ "<C-]>", "<M-Down>", "<M-l>", "<M-w>" }, ours(), "the default keys, one replaced")
+  ember.setup({ cmd = cmd })
+  H.eq({}, ours(), "setup() without them unmaps them again")
+end)
+
+H.case("complete: auto is off in markdown, text, help and gitcommit unless turned on per filetype", function()
+  local config = require("ember.config")
+  local rec = use_fake({ complete = { auto = true, debounce_ms = 20 } })
+  local buf = H.buffer({ "" })
+  local function on(ft)
+    vim.bo[buf].filetype = ft
+    return config.auto_enabled(buf)
+  end
+  local prose = { "markdown", "text", "help", "gitcommit" }
+  for _, ft in ipairs(prose) do
+    H.eq(false, on(ft), ft)
+  end
+  H.eq(true, on("python"), "python")
+  H.eq(true, on(""), "no filetype")
+  ember.setup({ cmd = config.options.cmd, complete = { auto = true, filetypes = { markdown = true, lua = false } } })
+  H.eq(true, on("markdown"), "markdown turned on")
+  H.eq(false, on("text"), "text still off")
+  H.eq(false, on("lua"), "lua turned off")
+  H.eq(true, on("python"), "python as before")
+  ember.setup({ cmd = config.options.cmd, complete = { auto = true, filetypes = { "python" } } })
+  H.eq(false, on("lua"), "a list: only those")
+  vim.b[buf].ember_complete = false
+  H.eq(false, on("python"), "vim.b.ember_complete decides for its buffer")
+  vim.b[buf].ember_complete = nil
+  -- Typed in: the markdown buffer asks nothing, the python one does (requests keep their order).
+  ember.setup({ cmd = config.options.cmd, complete = { auto = true, debounce_ms = 20 } })
+  vim.bo[buf].filetype = "markdown"
+  H.feed("iSome prose here<Esc>")
+  vim.bo[buf].filetype = "python"
+  H.feed("A x = ")
+  H.wait(function()
+    return #received(rec, "complete") >= 1
+  end, 5000, "the python buffer's request")
+  H.feed("<Esc>")
+  local reqs = received(rec, "complete")
+  H.eq("python", reqs[1].msg.params.language, "the first request is the python one")
+end)
+
+H.case("warm: opening a file where auto applies starts the daemon and loads the model; others start nothing", function()
+  vim.cmd("filetype on")
+  H.buffer({})
+  daemon.stop({ wait = true })
+  local cmd, rec = fake_cmd()
+  ember.setup({ cmd = cmd, complete = { auto = true } })
+  H.eq(false, daemon.is_running(), "setup() in an empty buffer starts nothing")
+  local dir = tmp .. "/warm"
+  vim.fn.mkdir(dir, "p")
+  vim.fn.writefile({ "# Notes", "", "Some prose." }, dir .. "/notes.md")
+  vim.fn.writefile({ "x = 1" }, dir .. "/code.py")
+  vim.fn.writefile({ "y = 2" }, dir .. "/more.py")
+  vim.cmd.edit({ bang = true, args = { dir .. "/notes.md" } })
+  H.eq("markdown", vim.bo.filetype, "filetype")
+  H.eq(false, daemon.is_running(), "a markdown file starts nothing")
+  vim.cmd.edit({ bang = true, args = { dir .. "/code.py" } })
+  H.eq(true, daemon.is_running(), "a python file starts the daemon at once")
+  H.wait(function()
+    return #received(rec, "models/load") == 1
+  end, 5000, "models/load")
+  H.eq({ model = "fake-model" }, received(rec, "models/load")[1].msg.params, "the completion model (tasks has complete)")
+  vim.cmd.edit({ bang = true, args = { dir .. "/more.py" } })
+  local done = false
+  daemon.request("daemon/status", nil, function()
+    done = true
+  end)
+  H.wait(function()
+    return done
+  end, 5000, "a later reply")
+  H.eq(1, #received(rec, "models/load"), "loaded once per daemon")
+  H.eq(0, #received(rec, "complete"), "no completion was asked for")
+  -- auto off: nothing starts
+  vim.cmd("silent! %bwipe!")
+  daemon.stop({ wait = true })
+  local cmd2, rec2 = fake_cmd()
+  ember.setup({ cmd = cmd2, complete = { auto = false } })
+  vim.cmd.edit({ bang = true, args = { dir .. "/code.py" } })
+  H.eq(false, daemon.is_running(), "auto off: opening a python file starts nothing")
+  ember.setup({ cmd = cmd2, complete = { auto = true, warm = false } })
+  vim.cmd.edit({ bang = true, args = { dir .. "/more.py" } })
+  H.eq(false, daemon.is_running(), "warm = false: nothing starts")
+  H.eq({}, H.record(rec2), "the second daemon never ran")
+  vim.cmd("silent! %bwipe!")
+end)
+
+H.case("insert: in Markdown a summary inserted below a paragraph is its own paragraph", function()
+  use_fake()
+  local lines = { "# Notes", "", "alpha beta gamma", "delta epsilon", "", "Next paragraph." }
+  local buf = H.buffer(lines)
+  vim.bo[buf].filetype = "markdown"
+  vim.api.nvim_win_set_cursor(0, { 3, 0 })
+  vim.cmd("Ember summarize")
+  H.wait(float_done, 5000, "the summary")
+  H.feed("p")
+  H.wait(function()
+    return #H.lines(buf) > #lines
+  end, 2000, "the insertion")
+  H.eq({ "# Notes", "", "alpha beta gamma", "delta epsilon", "", "Summary: alpha beta gamma delta epsilon", "", "Next paragraph." },
+    H.lines(buf), "a paragraph of its own")
+  -- A selection that ends inside a paragraph: the result goes after that paragraph, not into it.
+  buf = H.buffer(lines)
+  vim.bo[buf].filetype = "markdown"
+  vim.cmd("3Ember summarize")
+  H.wait(float_done, 5000, "the summary of line 3")
+  H.feed("p")
+  H.wait(function()
+    return #H.lines(buf) > #lines
+  end, 2000, "the insertion")
+  H.eq({ "# Notes", "", "alpha beta gamma", "delta epsilon", "", "Summary: alpha beta gamma", "", "Next paragraph." },
+    H.lines(buf), "after the paragraph's end")
+end)
+
+H.case("daemon: a daemon killed by signal 9 is reported as such, in one message", function()
+  local rec = use_fake({}, "--kill-on", "summarize")
+  local first = daemon.info().pid
+  local mark = H.mark()
+  H.buffer({ "Some text to summarize." })
+  vim.cmd("Ember summarize")
+  H.wait(function()
+    return daemon.info() and daemon.info().pid ~= first
+  end, 10000, "the restarted daemon")
+  H.wait(function()
+    return #H.notes_since(mark) > 0
+  end, 2000, "the message")
+  local notes = H.notes_since(mark)
+  H.eq(1, #notes, "one message: " .. vim.inspect(notes))
+  H.ok(notes[1]:find("summarize failed: the daemon was killed by signal 9 before it answered", 1, true), notes[1])
+  H.eq("was killed by signal 9", daemon.client_state().last_exit.reason, "last_exit")
+  H.ok(#received(rec, "initialize") >= 1, "record")
+end)
+
+H.case("messages: what the plugin says at one moment goes out as one notification", function()
+  local util = require("ember.util")
+  local mark = H.mark()
+  util.error("first problem")
+  util.warn("second problem")
+  H.wait(function()
+    return #H.notes_since(mark) > 0
+  end, 2000, "the notification")
+  H.sleep(3 * util.COALESCE_MS)
+  H.eq({ "Ember: first problem\nsecond problem" }, H.notes_since(mark), "one notification")
+  H.eq(vim.log.levels.ERROR, H.notes[mark + 1].level, "at the highest level")
 end)
 
 H.case("status: :Ember status shows the models", function()

@@ -74,7 +74,16 @@ function H.mark()
   return #H.notes
 end
 
+--- Send the plugin's messages that wait to be coalesced (util.lua) now.
+function H.flush()
+  local ok, util = pcall(require, "ember.util")
+  if ok and util.flush_messages then
+    util.flush_messages()
+  end
+end
+
 function H.notes_since(mark, level)
+  H.flush()
   local list = {}
   for i = mark + 1, #H.notes do
     if level == nil or H.notes[i].level == level then
@@ -86,6 +95,7 @@ end
 
 --- The first notification since `mark` that contains `pattern` (Lua pattern).
 function H.note_matching(mark, pattern)
+  H.flush()
   for i = mark + 1, #H.notes do
     local m = tostring(H.notes[i].msg)
     if m:find(pattern) then

@@ -361,11 +361,25 @@ function M.accept_line()
 end
 
 local function auto_allowed(buf)
-  local o = config.options.complete
-  if not o.auto or vim.bo[buf].buftype ~= "" then
-    return false
+  return config.auto_enabled(buf)
+end
+
+--- A buffer where automatic completion applies was opened (or got its filetype): start the daemon
+--- and load the model now, so that the first suggestion comes at warm latency. Other buffers start
+--- nothing.
+function M.maybe_warm(buf)
+  buf = buf or vim.api.nvim_get_current_buf()
+  -- Only a file: an empty buffer (Neovim started without a file) may never be typed in.
+  if
+    config.options.complete.warm
+    and vim.api.nvim_buf_is_valid(buf)
+    and vim.api.nvim_buf_get_name(buf) ~= ""
+    and auto_allowed(buf)
+  then
+    daemon.warm()
+    return true
   end
-  return o.filetypes == nil or vim.tbl_contains(o.filetypes, vim.bo[buf].filetype)
+  return false
 end
 
 --- After an edit: when it only typed the suggestion's next characters on its line, keep showing
@@ -464,9 +478,13 @@ local function map_keys()
     pcall(vim.keymap.del, "i", lhs)
   end
   st.mapped = {}
-  local k = config.options.complete.keymaps
+  local o = config.options.complete
+  local k = o.keymaps
   for name, a in pairs(M.actions) do
     local lhs = k[name]
+    if lhs == false and o.default_keymaps then
+      lhs = config.default_keymaps[name]
+    end
     if lhs then
       vim.keymap.set("i", lhs, action_rhs(a, lhs), { expr = true, desc = "Ember: " .. a.desc })
       st.mapped[lhs] = true
@@ -482,9 +500,17 @@ function M.attach(remap)
     vim.api.nvim_create_autocmd("TextChangedI", { group = group, callback = on_text_changed })
     vim.api.nvim_create_autocmd({ "CursorMovedI", "CursorMoved" }, { group = group, callback = on_cursor_moved })
     vim.api.nvim_create_autocmd({ "InsertLeave", "BufLeave" }, { group = group, callback = M.dismiss })
+    vim.api.nvim_create_autocmd({ "BufEnter", "FileType" }, { group = group, callback = function(ev)
+      if ev.buf == vim.api.nvim_get_current_buf() then
+        M.maybe_warm(ev.buf)
+      end
+    end })
     map_keys()
   elseif remap then
     map_keys()
+  end
+  if remap then -- setup(): the buffer already open may need the model
+    M.maybe_warm()
   end
 end
 

@@ -19,7 +19,8 @@ M.defaults = {
   -- Crashes are restarted after `delay_ms` (doubled on each crash) while there were at most
   -- `max_retries` crashes within `window_ms`; then the plugin gives up until `:Ember restart`.
   restart = { max_retries = 3, window_ms = 60000, delay_ms = 500 },
-  -- Show model download/load progress (`ember/progress`) in the message area.
+  -- Show the daemon starting, model download/convert/load progress (`ember/progress`) and
+  -- restarts in require("ember").statusline(). They never go to the message area.
   progress = true,
   summarize = { form = "paragraph", length = "medium", max_tokens = nil, model = nil },
   translate = {
@@ -47,12 +48,23 @@ M.defaults = {
     max_prefix_chars = 4000,
     max_suffix_chars = 1000,
     model = nil,
-    filetypes = nil, -- nil: every buffer; or a list of filetypes where `auto` applies
+    -- Where `auto` applies. nil: every filetype but the prose ones (M.prose_filetypes: markdown,
+    -- text, help, gitcommit...); a list: only these; a map { markdown = true, lua = false }:
+    -- these turned on or off, the others as with nil. vim.b.ember_complete (true/false) decides
+    -- for one buffer.
+    filetypes = nil,
+    -- Start the daemon and load the completion model as soon as a buffer where `auto` applies is
+    -- opened, so that the first suggestion does not wait for them.
+    warm = true,
+    -- Map the keys of `M.default_keymaps` (insert mode) where `keymaps` below sets none. Off: no
+    -- key is mapped; use the <Plug>(ember-...) mappings (:help ember-mappings).
+    default_keymaps = false,
+    -- Insert-mode keys (false: none). Each falls back to its own key when no suggestion shows.
     keymaps = {
-      accept = "<Tab>", -- insert mode; falls back to a plain <Tab> without a suggestion
+      accept = false, -- e.g. "<M-l>": accept the whole suggestion
       accept_word = false, -- e.g. "<M-Right>": accept the suggestion's next word
       accept_line = false, -- e.g. "<M-Down>": accept the rest of its current line
-      dismiss = "<C-]>",
+      dismiss = false, -- e.g. "<C-]>"
     },
   },
   -- Workspace context for inline completion (`context/add`): text around the cursor of files you
@@ -85,6 +97,18 @@ local function list_of_strings(v)
   end
   for _, s in ipairs(v) do
     if type(s) ~= "string" or s == "" then
+      return false
+    end
+  end
+  return true
+end
+
+local function filetypes_spec(v)
+  if list_of_strings(v) then
+    return true
+  end
+  for k, on in pairs(v) do
+    if type(k) ~= "string" or type(on) ~= "boolean" then
       return false
     end
   end
@@ -173,7 +197,9 @@ M.schema = {
     max_prefix_chars = leaf("number", false, nonneg_int, "an integer >= 0"),
     max_suffix_chars = leaf("number", false, nonneg_int, "an integer >= 0"),
     model = leaf("string", true),
-    filetypes = leaf("table", true, list_of_strings, "a list of filetypes"),
+    filetypes = leaf("table", true, filetypes_spec, "a list of filetypes or a map { filetype = true|false }"),
+    warm = leaf("boolean"),
+    default_keymaps = leaf("boolean"),
     keymaps = {
       accept = keymap_leaf(),
       accept_word = keymap_leaf(),
@@ -257,6 +283,42 @@ function M.resolve(user)
   end
   merge(merged, user or {}, M.schema, "", problems)
   return merged, problems
+end
+
+-- Inline completion is off by default in these filetypes (prose: a code model's suggestions get in
+-- the way there); `complete.filetypes = { markdown = true }` turns one back on.
+M.prose_filetypes = {
+  "markdown", "text", "help", "gitcommit", "gitrebase", "hgcommit", "svn", "mail", "rst", "asciidoc", "org", "norg",
+}
+
+-- The keys `complete.default_keymaps = true` maps (copilot.lua's accept and dismiss keys).
+M.default_keymaps = {
+  accept = "<M-l>",
+  accept_word = "<M-Right>",
+  accept_line = "<M-Down>",
+  dismiss = "<C-]>",
+}
+
+--- Whether automatic inline completion applies to `buf` (`complete.auto`, the filetype rules,
+--- vim.b.ember_complete). Special buffers (prompts, terminals, plugin windows) never get it.
+function M.auto_enabled(buf)
+  local o = M.options.complete
+  if not o.auto or vim.bo[buf].buftype ~= "" then
+    return false
+  end
+  local own = vim.b[buf].ember_complete
+  if type(own) == "boolean" then
+    return own
+  end
+  local ft = vim.bo[buf].filetype
+  local rule = o.filetypes
+  if rule ~= nil and vim.islist(rule) and #rule > 0 then
+    return vim.tbl_contains(rule, ft)
+  end
+  if type(rule) == "table" and type(rule[ft]) == "boolean" then
+    return rule[ft]
+  end
+  return not vim.tbl_contains(M.prose_filetypes, ft)
 end
 
 -- The options in effect; setup() replaces them. Starts as the defaults so that the plugin also

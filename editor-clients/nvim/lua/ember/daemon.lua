@@ -34,6 +34,9 @@ local state = {
   last_exit = nil, -- { code, signal } of the last unexpected exit
   subscribers = {}, -- method -> list of functions(params)
   failure = nil, -- why the daemon is not running when status is "failed"
+  restart_note = nil, -- why a restart is under way, for the statusline
+  labels = {}, -- config name -> the model's own name (`label`), as the daemon reported it
+  warmed = {}, -- model -> the spawn it was loaded in ahead of use (models/load)
 }
 
 M._state = state
@@ -105,6 +108,20 @@ end
 
 local schedule_restart
 
+--- Why a process ended, as a person says it: "was killed by signal 9" or "exited with code 3".
+function M.exit_reason(code, signal)
+  if type(signal) == "number" and signal ~= 0 then
+    return ("was killed by signal %d"):format(signal)
+  end
+  return ("exited with code %s"):format(tostring(code))
+end
+
+--- Let statusline components redraw (the state shown by require("ember").statusline() changed).
+function M.changed()
+  vim.api.nvim_exec_autocmds("User", { pattern = "EmberStatus", modeline = false })
+  pcall(vim.cmd.redrawstatus, { bang = true })
+end
+
 local function on_exit(spawn, code, signal)
   state.exited[spawn] = true
   vim.schedule(function()
@@ -114,37 +131,42 @@ local function on_exit(spawn, code, signal)
     state.client = nil
     state.info = nil
     require("ember.progress").active = {}
-    log.error("daemon exited unexpectedly (code %s, signal %s)", code, signal)
-    state.last_exit = { code = code, signal = signal }
-    fail_pending(util.codes.DaemonExited, ("the daemon exited (code %s) before it answered"):format(code))
-    schedule_restart(code, signal)
+    local why = M.exit_reason(code, signal)
+    log.error("daemon %s unexpectedly (code %s, signal %s)", why, code, signal)
+    state.last_exit = { code = code, signal = signal, reason = why }
+    -- The restart is scheduled before the pending requests fail, so that a request's error
+    -- message (shown to the user) and the restart (statusline) describe the same state.
+    schedule_restart(why)
+    fail_pending(util.codes.DaemonExited, ("the daemon %s before it answered"):format(why))
   end)
 end
 
-function schedule_restart(code, signal)
+function schedule_restart(how)
   local r = config.options.restart
   local now = vim.uv.now()
   state.crashes = vim.tbl_filter(function(t)
     return now - t < r.window_ms
   end, state.crashes)
   table.insert(state.crashes, now)
-  local how = signal and signal ~= 0 and ("signal %d"):format(signal) or ("code %s"):format(code)
   local n = #state.crashes
   if n > r.max_retries then
     state.status = "failed"
-    state.failure = ("the daemon exited (%s) %d times within %d s; not restarting it. See :Ember log, then :Ember restart"):format(
+    state.failure = ("the daemon %s (%d crashes within %d s); not restarting it. See :Ember log, then :Ember restart"):format(
       how,
       n,
       math.ceil(r.window_ms / 1000)
     )
     log.error("giving up after %d crashes", n)
-    util.error(state.failure)
+    util.error(state.failure) -- needs the user: nothing works until :Ember restart
+    M.changed()
     return
   end
   local delay = r.delay_ms * 2 ^ (n - 1)
   state.status = "restarting"
-  util.warn(("the daemon exited (%s); restarting it (%d of %d)"):format(how, n, r.max_retries))
-  log.info("restarting in %d ms (crash %d of %d)", delay, n, r.max_retries)
+  -- Restarting is the plugin's own business: the statusline says so, no message interrupts.
+  state.restart_note = ("%s; restarting (%d of %d)"):format(how, n, r.max_retries)
+  log.info("the daemon %s; restarting in %d ms (crash %d of %d)", how, delay, n, r.max_retries)
+  M.changed()
   state.restart_timer = vim.defer_fn(function()
     state.restart_timer = nil
     if state.status == "restarting" then
@@ -216,6 +238,7 @@ function M.start()
   state.client = client
   state.cmd = cmd
   state.status = "starting"
+  M.changed()
   state.info = nil
   state.init_error = nil
   state.failure = nil
@@ -232,7 +255,13 @@ function M.start()
       return
     end
     state.info = result
+    M.learn_labels(result.models)
     state.status = "running"
+    state.restart_note = nil
+    M.changed()
+    if state.want_warm then -- asked for before initialize answered, or before a restart
+      M.warm()
+    end
     log.info("daemon ready: %s", vim.inspect(result, { newline = " ", indent = "" }))
     vim.api.nvim_exec_autocmds("User", { pattern = "EmberReady", modeline = false, data = result })
   end)
@@ -328,7 +357,9 @@ function M.stop(opts)
   state.info = nil
   state.status = "stopped"
   state.crashes = {}
+  state.restart_note = nil
   require("ember.progress").active = {}
+  M.changed()
   fail_pending(util.codes.DaemonStopped, "the daemon was stopped")
   if not client or client.is_closing() then
     return
@@ -385,6 +416,76 @@ function M.restart_if_changed()
   elseif state.status == "failed" then
     state.status = "stopped"
     state.failure = nil
+  end
+end
+
+--- Remember the `label` of each model entry in `models` (initialize, models/list, daemon/status).
+function M.learn_labels(models)
+  if type(models) ~= "table" then
+    return
+  end
+  for _, m in ipairs(models) do
+    if type(m) == "table" and type(m.name) == "string" and type(m.label) == "string" and m.label ~= "" then
+      state.labels[m.name] = m.label
+    end
+  end
+end
+
+--- The model's own name ("SmolLM2-135M-Instruct") for a config name ("default"), once the daemon
+--- reported it; else the config name.
+function M.label(name)
+  if name == nil then
+    return nil
+  end
+  name = tostring(name)
+  return state.labels[name] or name
+end
+
+--- The model inline completion uses: `complete.model`, else the configured model whose `tasks`
+--- include "complete" (initialize), else nil (the daemon picks).
+function M.completion_model()
+  local o = config.options.complete.model
+  if o then
+    return o
+  end
+  local models = state.info and state.info.models
+  for _, m in ipairs(type(models) == "table" and models or {}) do
+    if type(m) == "table" and type(m.tasks) == "table" and vim.tbl_contains(m.tasks, "complete") then
+      return m.name
+    end
+  end
+  return nil
+end
+
+--- Start the daemon and load the completion model now (`models/load`), once per daemon process,
+--- so the first suggestion does not wait for them. Load progress goes to the statusline; a failure
+--- goes to the log (the first completion reports it again if it matters).
+function M.warm()
+  state.want_warm = true
+  local function load()
+    local model = M.completion_model()
+    if not model or state.warmed[model] == state.spawn then
+      return
+    end
+    state.warmed[model] = state.spawn
+    log.info("loading %s ahead of the first completion", model)
+    M.request("models/load", { model = model }, function(err)
+      if err then
+        state.warmed[model] = nil
+        log.warn("models/load %s failed: %s", model, util.error_text(err))
+      end
+    end)
+  end
+  if state.info then
+    load()
+    return
+  end
+  if state.status == "failed" then
+    return
+  end
+  -- Until initialize answers, which model completes is not known: the answer loads it.
+  if not M.is_running() then
+    M.start()
   end
 end
 

@@ -16,9 +16,12 @@ function M.setup(opts)
   require("ember.complete").attach(true)
 end
 
---- "<model> · <n> tok" for the current buffer, for your statusline (see :help ember-statusline).
-function M.statusline()
-  return require("ember.tokens").statusline()
+--- For your statusline (see :help ember-statusline): what the plugin is doing ("Ember: loading
+--- SmolLM2-135M-Instruct 40%", "Ember: restarting ..."), else "<model> · <n> tok" for the current
+--- buffer. `opts.tokens = false` leaves the token count out (it starts the daemon to count).
+---@param opts { tokens: boolean|nil }|nil
+function M.statusline(opts)
+  return require("ember.statusline").text(opts)
 end
 
 -- Lua entry points of the commands; `cmd` is optional ({ range, line1, line2, fargs }).

@@ -115,7 +115,21 @@ function M.replace(t, new)
   return true
 end
 
---- Insert `new` below the target's last line, after a blank line, as one undoable change.
+-- Filetypes where a blank line is what separates paragraphs (Markdown and its dialects).
+M.markdown_filetypes = { "markdown", "rmd", "quarto", "mdx", "pandoc", "vimwiki", "telekasten" }
+
+local function is_markdown(buf)
+  for _, ft in ipairs(vim.split(vim.bo[buf].filetype, ".", { plain = true })) do
+    if vim.tbl_contains(M.markdown_filetypes, ft) then
+      return true
+    end
+  end
+  return false
+end
+
+--- Insert `new` below the target's last line, after a blank line, as one undoable change. In
+--- Markdown the result becomes its own paragraph: it goes after the end of the paragraph the target
+--- ends in (never inside it), with a blank line before it and one after it when text follows.
 ---@return boolean ok, string|nil why not
 function M.insert_below(t, new)
   local r, _, er = M.range(t)
@@ -124,7 +138,17 @@ function M.insert_below(t, new)
   end
   local lines = vim.split(M.clean(new), "\n", { plain = true })
   table.insert(lines, 1, "")
-  vim.api.nvim_buf_set_lines(t.buf, er + 1, er + 1, false, lines)
+  local at = er + 1 -- 0-based: the line the result goes above
+  if is_markdown(t.buf) then
+    local count = vim.api.nvim_buf_line_count(t.buf)
+    local function line(i)
+      return vim.api.nvim_buf_get_lines(t.buf, i, i + 1, false)[1] or ""
+    end
+    while at < count and not is_blank(line(at)) do
+      at = at + 1
+    end
+  end
+  vim.api.nvim_buf_set_lines(t.buf, at, at, false, lines)
   return true
 end
 

@@ -103,38 +103,14 @@ function M.get(buf)
   return { count = c.count, model = c.model, current = c.tick == vim.b[buf].changedtick }
 end
 
---- A short name for a model: the configured name, unless that is only "default"; then the
---- file or repository it comes from ("SmolLM2-135M-Instruct" for ".../SmolLM2-135M-Instruct.Q4_1.gguf").
+--- The model's own name for the daemon's `model` field (see daemon.label).
 function M.label(model)
-  model = tostring(model)
-  if model ~= "default" then
-    return model
-  end
-  local info = daemon.info()
-  for _, m in ipairs(info and type(info.models) == "table" and info.models or {}) do
-    if type(m) == "table" and m.name == model and type(m.source) == "string" then
-      local base = vim.fs.basename((m.source:gsub("%s+%(.*%)$", "")))
-      base = base:match("^([^.]+)") or base
-      if base ~= "" then
-        return base
-      end
-    end
-  end
-  return model
+  return daemon.label(model)
 end
 
---- "<model> · <n> tok" for the current buffer ("" until the first count is in).
+--- "<model> · <n> tok" for the current buffer, or what the plugin is doing (see statusline.lua).
 function M.statusline()
-  M.activate()
-  local loading = require("ember.progress").statusline()
-  if loading then
-    return loading
-  end
-  local c = M.get()
-  if not c then
-    return ""
-  end
-  return ("%s · %d tok"):format(M.label(c.model), c.count)
+  return require("ember.statusline").text()
 end
 
 return M

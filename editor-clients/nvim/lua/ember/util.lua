@@ -1,9 +1,68 @@
 --- Small helpers shared by the modules: user messages and error text.
 local M = {}
 
-function M.notify(msg, level)
-  vim.notify("Ember: " .. msg, level or vim.log.levels.INFO, { title = "Ember" })
+-- Messages of one moment go out as one. Two echoes before the screen is redrawn stack up in the
+-- message area and raise "Press ENTER or type command to continue", which eats the user's next key
+-- (a crash fails a request and schedules a restart in the same tick). So messages wait a moment,
+-- then go out together: to a notifier plugin (nvim-notify, noice, fidget...) as one vim.notify, to
+-- Neovim's own message area as one line that fits it (the full text goes to the log when cut).
+local queue = {}
+local flush_timer = nil
+
+-- Long enough to gather what one event (a crash, a failed reply) says, short enough not to be seen.
+M.COALESCE_MS = 30
+
+local function builtin_notify()
+  local info = debug.getinfo(vim.notify, "S")
+  return info ~= nil and type(info.source) == "string" and info.source:find("vim/_editor.lua", 1, true) ~= nil
 end
+
+local function flush()
+  local items = queue
+  queue = {}
+  if #items == 0 then
+    return
+  end
+  local level = vim.log.levels.INFO
+  local texts = {}
+  for _, it in ipairs(items) do
+    level = math.max(level, it.level)
+    if not vim.tbl_contains(texts, it.msg) then
+      table.insert(texts, it.msg)
+    end
+  end
+  if not builtin_notify() then
+    vim.notify("Ember: " .. table.concat(texts, "\n"), level, { title = "Ember" })
+    return
+  end
+  local line = "Ember: " .. table.concat(texts, " · "):gsub("%s*\n%s*", " · ")
+  local room = math.max(20, (vim.v.echospace > 0 and vim.v.echospace or vim.o.columns - 12) - 1)
+  if vim.fn.strdisplaywidth(line) > room then
+    require("ember.log").write(level >= vim.log.levels.ERROR and "ERROR" or "WARN", "%s", line)
+    local tail = "… (:Ember log)"
+    line = vim.fn.strcharpart(line, 0, room - vim.fn.strdisplaywidth(tail))
+    while vim.fn.strdisplaywidth(line) > room - vim.fn.strdisplaywidth(tail) do
+      line = vim.fn.strcharpart(line, 0, vim.fn.strchars(line) - 1)
+    end
+    line = line .. tail
+  end
+  local hl = level >= vim.log.levels.ERROR and "ErrorMsg" or level == vim.log.levels.WARN and "WarningMsg" or nil
+  vim.api.nvim_echo({ { line, hl } }, true, {})
+end
+
+--- Tell the user `msg` (coalesced with the other messages of the same moment).
+function M.notify(msg, level)
+  table.insert(queue, { msg = tostring(msg), level = level or vim.log.levels.INFO })
+  if not flush_timer then
+    flush_timer = vim.uv.new_timer()
+  end
+  if #queue == 1 then
+    flush_timer:start(M.COALESCE_MS, 0, vim.schedule_wrap(flush))
+  end
+end
+
+--- Send the messages waiting now (tests, and before Neovim quits).
+M.flush_messages = flush
 
 function M.warn(msg)
   M.notify(msg, vim.log.levels.WARN)
