@@ -31,7 +31,7 @@ if (process.argv.includes('--tests')) {
   await esbuild.build({
     ...common,
     target: 'node20',
-    entryPoints: entries('test/vscode', (f) => /\.(test|suite)\.ts$/.test(f) || f === 'index.ts' || f === 'companion.ts'),
+    entryPoints: entries('test/vscode', (f) => /\.(test|suite)\.ts$/.test(f) || f === 'index.ts' || f === 'companion.ts' || f === 'bench.ts'),
     outdir: 'out/vscode',
     external: ['vscode', 'mocha'],
   });

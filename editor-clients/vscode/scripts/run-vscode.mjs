@@ -2,8 +2,10 @@
 // and exits with the suite's exit code. Run it with the toolchain's Node 24 (scripts/toolchain.sh);
 // scripts/test-vscode.sh does all of it.
 //
-//   node run-vscode.mjs --toolchain DIR --ember PATH --artifacts DIR [--vsix FILE] [--timeout S]
+//   node run-vscode.mjs --toolchain DIR --ember PATH --artifacts DIR [--vsix FILE] [--timeout S] [--tests FILE]
 //
+// --tests names the tests module in out/vscode/ (default index.js, the suite; bench.js is the
+// first-suggestion benchmark, scripts/bench-first-suggestion.sh).
 // Without --vsix the extension is loaded from this folder (extensionDevelopmentPath); with it, the
 // .vsix is installed into code-server's extensions folder and the suite runs against that copy.
 //
@@ -36,6 +38,7 @@ const { values: opts } = parseArgs({
     timeout: { type: 'string', default: '1200' },
     keep: { type: 'boolean', default: false },
     grep: { type: 'string' },
+    tests: { type: 'string', default: 'index.js' },
   },
 });
 for (const required of ['toolchain', 'ember', 'artifacts']) {
@@ -579,7 +582,7 @@ try {
     args: ['--no-sandbox', '--disable-dev-shm-usage', '--use-gl=angle', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'],
   });
   stopServing = serveRequests();
-  const { page, exited } = await openWindow('main', { tests: 'index.js', folder: mainFolder });
+  const { page, exited } = await openWindow('main', { tests: opts.tests, folder: mainFolder });
   const code = await Promise.race([exited, sleep(Math.max(0, deadline - Date.now())).then(() => 'timeout')]);
   if (code === 'timeout') {
     say(`the suite did not finish within ${opts.timeout} s`);

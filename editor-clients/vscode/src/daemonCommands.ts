@@ -27,15 +27,14 @@ export async function showStatus(services: Services): Promise<StatusResult | und
 }
 
 /**
- * Stops the daemon and starts a fresh one. Its progress shows in the status bar only (the Ember
- * item, and the window's progress): a restart needs no answer from the user; a failure does.
+ * Stops the daemon and starts a fresh one. Its progress shows in the Ember status item only: a
+ * restart needs no answer from the user; a failure does.
  */
 export async function restartDaemon(services: Services): Promise<void> {
   try {
-    await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Window, title: 'Ember: restarting the daemon' },
-      () => services.daemon.restart(),
-    );
+    // The Ember status item shows the start (a spinner, then the model); no progress of its own:
+    // even window progress ends up in the notification center.
+    await services.daemon.restart();
     services.log.info('Daemon restarted.');
     vscode.window.setStatusBarMessage('Ember: daemon restarted.', 5000);
   } catch (error) {

@@ -491,11 +491,19 @@ export interface RemoteInfo {
 export interface PrefixCache {
   sequences: number;
   bytes: number;
+  /** prefix_cache_mb; idle sequences are evicted least recently used first to stay within it */
   budget_bytes: number;
+  /** one token's KV state */
+  kv_bytes_per_token: number;
   requests: number;
   prompt_tokens: number;
+  /** prompt tokens whose KV state was reused */
   cached_tokens: number;
+  /** cached_tokens / prompt_tokens; null before the first request */
+  reuse_rate: number | null;
   evictions: number;
+  /** busy ones first, then idle ones, most recently used first */
+  entries: PrefixCacheEntry[];
 }
 
 /** Inline completions of one language (or of all) and what users did with them. */
@@ -525,6 +533,20 @@ export interface Latency {
   p50: number;
   p95: number;
   last: number;
+}
+
+/** One KV sequence of the prefix cache. */
+export interface PrefixCacheEntry {
+  /** the request that last used it: a document's supersede key, or the task */
+  owner: string;
+  /** tokens whose KV state it holds */
+  tokens: number;
+  /** tokens it has room for (its memory is allocated for all of them) */
+  capacity: number;
+  bytes: number;
+  /** a request is using it now */
+  busy: boolean;
+  idle_s: number;
 }
 
 /** A latency histogram's percentiles (buckets 10% wide: within 5% of the true value). */

@@ -101,9 +101,20 @@ describe('tasks against the real daemon', () => {
     assert.ok(text && text.trim().length > 0);
     const view = vscode.window.visibleTextEditors.find((e) => e.document.uri.scheme === 'ember');
     assert.equal(view?.document.uri.path, '/Summary of notes.md', 'not "1 Summary of notes.md.md"');
+    // Its title bar carries the follow-ups (they block nothing). VS Code shows a group's title
+    // actions while the group is active (workbench.editor.alwaysShowEditorActions): look there.
+    await vscode.window.showTextDocument(view!.document, { viewColumn: view!.viewColumn, preserveFocus: false });
+    const actions = await waitFor('the result actions on the summary\'s title bar', async () => {
+      const labels = await driver<string[]>('eval', {
+        js: "[...document.querySelectorAll('.editor-group-container.active .editor-actions .action-label')].map((a) => a.getAttribute('aria-label') || '')",
+      });
+      return ['Insert Below the Source', 'Replace the Source', 'Copy Result'].every((t) => labels.some((l) => l.startsWith(t))) && labels;
+    }, 30_000);
+    assert.ok(actions);
     assert.equal(await vscode.commands.executeCommand('ember.insertResult', view!.document.uri), true);
     assert.equal(editor.document.getText(), `# Notes\n\n${paragraph}\n\n${text.trimEnd()}\n\nNext paragraph line.\n`);
     // Summarizing the same file again reuses its document: still one "Summary of notes.md".
+    await vscode.window.showTextDocument(editor.document, { viewColumn: editor.viewColumn, preserveFocus: false });
     await vscode.commands.executeCommand<string | undefined>('ember.summarize');
     const summaries = vscode.workspace.textDocuments.filter((d) => d.uri.scheme === 'ember' && /Summary of notes\.md/.test(d.uri.path));
     assert.deepEqual(summaries.map((d) => d.uri.path), ['/Summary of notes.md']);
