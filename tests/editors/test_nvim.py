@@ -182,6 +182,37 @@ def test_fake_quit_sends_shutdown_then_exit(fake_run: dict[str, Any]) -> None:
     assert wait_gone(pid)
 
 
+# -- Neovim's terminal UI, in a terminal, against the fake daemon --------------------------------
+
+TUI_CASES = [
+    "tui: model loading shows in the statusline, never on the command line, while the user types",
+    "tui: a command as the daemon is killed by signal 9: one line that says so, no prompt, no key lost",
+    "tui: no key is taken by default; <Tab> stays a tab; <Plug> mappings accept a word, a line, the rest",
+    "tui: typing the suggestion's next characters keeps the rest on screen before the daemon answers",
+    "tui: a Markdown file with auto on starts nothing; a Python file starts the daemon",
+]
+
+
+@pytest.fixture(scope="module")
+def tui_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("nvim-tui")
+    return run_spec("tui_spec.lua", tmp, {
+        "EMBER_TEST_PYTHON": sys.executable,
+        "EMBER_TEST_FAKE": str(FAKE),
+    }, timeout=150)
+
+
+@pytest.mark.parametrize("case", TUI_CASES)
+def test_tui(tui_run: dict[str, Any], case: str) -> None:
+    check(tui_run, case)
+
+
+def test_tui_spec_cases_are_all_listed(tui_run: dict[str, Any]) -> None:
+    if "EMBER_TEST_ONLY" in os.environ:
+        pytest.skip("EMBER_TEST_ONLY runs a subset")
+    assert sorted(tui_run["cases"]) == sorted(TUI_CASES)
+
+
 # -- against the real daemon ---------------------------------------------------------------------
 
 REAL_CASES = [

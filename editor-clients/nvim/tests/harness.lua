@@ -50,6 +50,17 @@ function H.wait(pred, timeout_ms, what)
   end
 end
 
+--- Let what was vim.schedule()d so far run (the queue is first in, first out).
+function H.tick()
+  local done = false
+  vim.schedule(function()
+    done = true
+  end)
+  H.wait(function()
+    return done
+  end, 5000, "the scheduled callbacks")
+end
+
 --- Type keys as a user would (processed by the main loop while the case waits).
 function H.feed(keys)
   vim.api.nvim_input(keys)

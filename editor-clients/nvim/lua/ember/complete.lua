@@ -372,7 +372,7 @@ function M.maybe_warm(buf)
   -- Only a file: an empty buffer (Neovim started without a file) may never be typed in.
   if
     config.options.complete.warm
-    and vim.api.nvim_buf_is_valid(buf)
+    and vim.api.nvim_buf_is_loaded(buf)
     and vim.api.nvim_buf_get_name(buf) ~= ""
     and auto_allowed(buf)
   then
@@ -411,6 +411,13 @@ local function typed_through()
 end
 
 local function on_text_changed()
+  -- TextChangedI waits for the typeahead to be empty: after fast typing it can come after a key
+  -- that asked for a completion (a mapping of ember.complete()), whose request is then already for
+  -- this text. It stays.
+  local p, buf0, row0, col0 = st.req_pos, cursor()
+  if st.req and p and p.buf == buf0 and p.row == row0 and p.col == col0 and p.tick == vim.b[buf0].changedtick then
+    return
+  end
   stop_timer()
   local kept = typed_through()
   if not kept then
@@ -500,17 +507,22 @@ function M.attach(remap)
     vim.api.nvim_create_autocmd("TextChangedI", { group = group, callback = on_text_changed })
     vim.api.nvim_create_autocmd({ "CursorMovedI", "CursorMoved" }, { group = group, callback = on_cursor_moved })
     vim.api.nvim_create_autocmd({ "InsertLeave", "BufLeave" }, { group = group, callback = M.dismiss })
+    -- Scheduled: at startup the file's BufEnter comes before its filetype is known.
     vim.api.nvim_create_autocmd({ "BufEnter", "FileType" }, { group = group, callback = function(ev)
-      if ev.buf == vim.api.nvim_get_current_buf() then
-        M.maybe_warm(ev.buf)
-      end
+      vim.schedule(function()
+        if ev.buf == vim.api.nvim_get_current_buf() then
+          M.maybe_warm(ev.buf)
+        end
+      end)
     end })
     map_keys()
   elseif remap then
     map_keys()
   end
-  if remap then -- setup(): the buffer already open may need the model
-    M.maybe_warm()
+  if remap then -- setup(): the buffer already open may need the model (scheduled: see above)
+    vim.schedule(function()
+      M.maybe_warm()
+    end)
   end
 end
 

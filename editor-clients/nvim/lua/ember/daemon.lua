@@ -138,6 +138,9 @@ local function on_exit(spawn, code, signal)
     -- message (shown to the user) and the restart (statusline) describe the same state.
     schedule_restart(why)
     fail_pending(util.codes.DaemonExited, ("the daemon %s before it answered"):format(why))
+    if state.status == "failed" then
+      util.error(state.failure) -- after the requests' own errors: it says what to do next
+    end
   end)
 end
 
@@ -151,13 +154,13 @@ function schedule_restart(how)
   local n = #state.crashes
   if n > r.max_retries then
     state.status = "failed"
-    state.failure = ("the daemon %s (%d crashes within %d s); not restarting it. See :Ember log, then :Ember restart"):format(
+    state.failure = ("the daemon %s (%d crash%s within %d s); not restarting it: see :Ember log, then :Ember restart"):format(
       how,
       n,
+      n == 1 and "" or "es",
       math.ceil(r.window_ms / 1000)
     )
     log.error("giving up after %d crashes", n)
-    util.error(state.failure) -- needs the user: nothing works until :Ember restart
     M.changed()
     return
   end

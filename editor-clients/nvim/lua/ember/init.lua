@@ -24,6 +24,13 @@ function M.statusline(opts)
   return require("ember.statusline").text(opts)
 end
 
+--- The statusline text without the token count: what the plugin is doing, else the model's
+--- name once the daemon runs. Starts nothing. Same as statusline({ tokens = false }), for
+--- `%{v:lua.require'ember'.activity()}` (a `}` cannot appear inside `%{...}`).
+function M.activity()
+  return require("ember.statusline").text({ tokens = false })
+end
+
 -- Lua entry points of the commands; `cmd` is optional ({ range, line1, line2, fargs }).
 function M.summarize(cmd)
   return require("ember.tasks").summarize(cmd)

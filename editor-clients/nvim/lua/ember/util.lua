@@ -36,7 +36,10 @@ local function flush()
     return
   end
   local line = "Ember: " .. table.concat(texts, " · "):gsub("%s*\n%s*", " · ")
-  local room = math.max(20, (vim.v.echospace > 0 and vim.v.echospace or vim.o.columns - 12) - 1)
+  -- v:echospace leaves out the ruler when the current window has none of its own (a float):
+  -- the ruler is then drawn on the command line, 18 columns.
+  local room = math.min(vim.v.echospace > 0 and vim.v.echospace or vim.o.columns, vim.o.columns - (vim.o.ruler and 19 or 1))
+  room = math.max(20, room - 1)
   if vim.fn.strdisplaywidth(line) > room then
     require("ember.log").write(level >= vim.log.levels.ERROR and "ERROR" or "WARN", "%s", line)
     local tail = "… (:Ember log)"
