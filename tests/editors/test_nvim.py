@@ -221,6 +221,7 @@ REAL_CASES = [
     "translate: replaces the selection as one undoable change",
     "classify: the top label is one of the candidates",
     "daemon: a killed daemon is restarted and answers again",
+    "warm: opening a Python file loads the completion model before the first keystroke",
     "classify: without labels, the daemon's default labels",
     "tokens: :Ember tokens on the buffer and on a selection",
     "tokens: the statusline count follows edits",

@@ -88,6 +88,9 @@ function M.check()
     for key, m in pairs(models) do
       if type(m) == "table" then
         local name = m.name or (type(key) == "string" and key) or "?"
+        if type(m.label) == "string" and m.label ~= "" and m.label ~= name then
+          name = ("%s (%s)"):format(m.label, name)
+        end
         if m.loaded ~= false then
           table.insert(loaded, ("%s%s"):format(name, m.memory_bytes and (" (" .. fmt_bytes(m.memory_bytes) .. ")") or ""))
         end
