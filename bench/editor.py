@@ -81,11 +81,12 @@ def log(msg: str) -> None:
 
 
 class Daemon:
-    """`ember serve` over JSON lines, recording when each reply and each first delta arrive."""
+    """`ember serve` (or another `ember` command that speaks the protocol on stdio, such as
+    `connect`) over JSON lines, recording when each reply and each first delta arrive."""
 
-    def __init__(self, args: list[str], env: dict[str, str]):
+    def __init__(self, args: list[str], env: dict[str, str], command: str = "serve"):
         self.spawned = time.perf_counter()
-        self.proc = subprocess.Popen([EMBER, "serve", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([EMBER, command, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)
         self.replies: dict[int, tuple[float, dict]] = {}
         self.first_delta: dict[int, float] = {}

@@ -143,10 +143,10 @@ def no_remainders(graph) -> None:
 def accuracy(engine, ids: list[int], reference: np.ndarray) -> tuple[float, float, float]:
     """(perplexity, mean error of the reference's 16 highest logits, argmax agreement)."""
     from ember.engines import decode
-    from generation import Ctx
+    from ember.tasks.base import RunContext
 
     seq = engine.new_sequence(len(ids) + 1)
-    logits = decode.prefill(seq, ids, Ctx(), all_logits=True)
+    logits = decode.prefill(seq, ids, RunContext(), all_logits=True)
     seq.free()
     top = np.argsort(-reference, axis=-1)[:, :16]
     error = np.abs(np.take_along_axis(logits, top, -1) - np.take_along_axis(reference, top, -1)).mean()
@@ -173,7 +173,8 @@ def main() -> None:
     from ember.models.gguf import ensure_converted
     from ember.models.onnx_exact import REMAINDER_DIGITS
     from ember.models.sources import smollm2_package_gguf
-    from generation import DECODE_PROMPT, Ctx, ember_decode_rate, rtn_source
+    from ember.tasks.base import RunContext
+    from generation import DECODE_PROMPT, ember_decode_rate, rtn_source
 
     gguf = smollm2_package_gguf()
     if gguf is None:
@@ -201,7 +202,7 @@ def main() -> None:
     ids = tok(open(textwrap.__file__).read())["input_ids"][:800]
     float32 = OnnxRuntimeEngine(reference, args.threads)
     seq = float32.new_sequence(len(ids) + 1)
-    reference_logits = decode.prefill(seq, ids, Ctx(), all_logits=True)
+    reference_logits = decode.prefill(seq, ids, RunContext(), all_logits=True)
     seq.free()
     float32.close()
     engines = {name: OnnxRuntimeEngine(f, args.threads) for name, f in folders.items()}

@@ -81,11 +81,6 @@ class LlamaCpp:
         self.proc.wait(timeout=30)
 
 
-class Ctx:
-    def check_cancelled(self) -> None:
-        pass
-
-
 def ember_decode_rate(engine: Any, prompt: list[int], tokens: int) -> float:
     seq = engine.new_sequence(len(prompt) + tokens + 1)
     logits = seq.append(prompt)
@@ -201,6 +196,7 @@ def main() -> None:
     from ember.models import onnx_convert
     from ember.models.gguf import ensure_converted
     from ember.models.sources import smollm2_package_gguf
+    from ember.tasks.base import RunContext
 
     gguf = smollm2_package_gguf()
     if gguf is None:
@@ -273,7 +269,7 @@ def main() -> None:
     outputs: dict[str, list[list[int]]] = {}
     for name, engine in accuracy_engines.items():
         log(f"accuracy: {name}")
-        ppl[name] = decode.perplexity(engine.new_sequence(len(ids) + 1), ids, Ctx())
+        ppl[name] = decode.perplexity(engine.new_sequence(len(ids) + 1), ids, RunContext())
         outputs[name] = [greedy(engine, p, 32, 2) for p in prompts]
     if llama:
         ppl["llama.cpp (GGUF Q4_1)"] = llama.ask(op="perplexity", ids=ids, threads=args.threads[0])["ppl"]

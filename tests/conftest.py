@@ -52,6 +52,11 @@ def smollm2_folder(cache_dir: Path) -> Path:
 @pytest.fixture
 def daemon_env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
     """Environment for a daemon under test: no user config, shared model cache, offline hub."""
+    return make_daemon_env(tmp_path, cache_dir)
+
+
+def make_daemon_env(tmp_path: Path, cache_dir: Path) -> dict[str, str]:
+    """The same for a daemon that lives longer than one test (under a folder of its own)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EMBER_")}
     env.update({
         "XDG_CONFIG_HOME": str(tmp_path / "config"),

@@ -15,7 +15,7 @@ from ember.engines.prefix_cache import FRESH_TOKENS, PrefixCache
 from ember.engines.sampling import Sampling, pick
 from ember.engines.text import TextAccumulator
 from ember.errors import RequestCancelled
-from ember.tasks.base import RunContext
+from ember.tasks.base import PREFILL_CHUNK, RunContext
 
 pytestmark = pytest.mark.model
 
@@ -179,12 +179,12 @@ def test_a_request_cancelled_while_decoding_leaves_only_exact_state(engines, tok
 def test_a_request_cancelled_while_prefilling_keeps_whole_chunks(engines, tokenizer):
     engine = engines["onnxruntime"]
     prompt = ids_of(tokenizer, SOURCE[:4000])
-    assert len(prompt) > 2 * decode.PREFILL_CHUNK
+    assert len(prompt) > 2 * PREFILL_CHUNK
     cache = PrefixCache(engine, BUDGET)
     with pytest.raises(RequestCancelled):
         run(cache, tokenizer, prompt, ctx=CancelAfter(1))
     check_consistent(cache)
-    assert [len(s.tokens) for s in cache._idle] == [decode.PREFILL_CHUNK]
+    assert [len(s.tokens) for s in cache._idle] == [PREFILL_CHUNK]
 
 
 def test_a_runtime_failure_discards_the_sequence(engines, tokenizer, monkeypatch):

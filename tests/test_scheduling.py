@@ -6,13 +6,15 @@ Jobs block on events the test controls, so every ordering below is deterministic
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
 from ember.errors import Busy
 from ember.scheduling import PRIORITIES, FairQueue, Job
 from ember.sidepool import SMALL_COST, SidePool
-from ember.worker import Worker
+from ember.tasks.base import PREFILL_CHUNK, RunContext
+from ember.worker import MAX_NESTING, SHORT_PREFILL_CHUNK, Worker
 
 WAIT = 30  # seconds: only a hang would take this long
 
@@ -175,6 +177,133 @@ def test_worker_errors_reach_the_caller(worker):
     with pytest.raises(ValueError):
         worker.submit(boom, "boom").result(WAIT)
     assert worker.submit(lambda: 7, "after").result(WAIT) == 7
+
+
+# -- between the steps of a running job (worker.between_steps) ------------------------------------
+
+
+def stepping(worker: Worker, order: list[str], name: str, until: threading.Event, steps: int = 2000):
+    """A job that runs `steps` model steps (or until `until` is set), each between_steps() as the
+    decode loop calls it; it says when it starts and ends."""
+    def run():
+        ctx = RunContext(steps=worker)
+        order.append(f"{name} starts")
+        for _ in range(steps):
+            if until.is_set():
+                break
+            ctx.between_steps()
+            time.sleep(0.002)  # a forward pass
+        order.append(f"{name} ends")
+
+    return run
+
+
+def test_an_editors_keystroke_runs_between_the_steps_of_a_long_summary(worker):
+    order: list[str] = []
+    done = threading.Event()
+    summary = worker.submit(stepping(worker, order, "summary", done), "summarize", client="script",
+                            priority="batch")
+    wait_for_entry(order, "summary starts")
+    keystroke = worker.submit(lambda: (order.append("complete"), done.set()), "complete", client="editor",
+                              priority="interactive")
+    keystroke.result(WAIT)
+    summary.result(WAIT)
+    assert order == ["summary starts", "complete", "summary ends"]
+    assert worker.preemptions == 1
+
+
+def test_another_editors_keystroke_goes_between_the_steps_of_a_long_prefill(worker):
+    order: list[str] = []
+    done = threading.Event()
+    cold = worker.submit(stepping(worker, order, "cold prefill", done), "complete", client="editor 1",
+                         priority="interactive")
+    wait_for_entry(order, "cold prefill starts")
+    other = worker.submit(lambda: (order.append("editor 2"), done.set()), "complete", client="editor 2",
+                          priority="interactive")
+    other.result(WAIT)
+    cold.result(WAIT)
+    assert order == ["cold prefill starts", "editor 2", "cold prefill ends"]
+
+
+def test_a_clients_own_next_job_waits_for_its_running_one(worker):
+    order: list[str] = []
+    never = threading.Event()
+    first = worker.submit(stepping(worker, order, "first", never, steps=60), "complete", client="editor",
+                          priority="interactive")
+    wait_for_entry(order, "first starts")
+    second = worker.submit(lambda: order.append("second"), "complete", client="editor", priority="interactive")
+    first.result(WAIT)
+    second.result(WAIT)
+    assert order == ["first starts", "first ends", "second"]
+    assert worker.preemptions == 0
+
+
+def test_a_batch_job_never_goes_before_an_interactive_one(worker):
+    order: list[str] = []
+    never = threading.Event()
+    first = worker.submit(stepping(worker, order, "complete", never, steps=60), "complete", client="editor",
+                          priority="interactive")
+    wait_for_entry(order, "complete starts")
+    batch = worker.submit(lambda: order.append("batch"), "summarize", client="script", priority="batch")
+    first.result(WAIT)
+    batch.result(WAIT)
+    assert order == ["complete starts", "complete ends", "batch"]
+
+
+def test_jobs_nest_at_most_max_nesting_deep(worker):
+    order: list[str] = []
+    depths: list[int] = []
+    stop = threading.Event()
+
+    def step_and_measure(name: str):
+        inner = stepping(worker, order, name, stop, steps=150)
+
+        def run():
+            depths.append(len(worker.running))
+            inner()
+        return run
+
+    # each class goes before the one running, and interactive clients after a slice each
+    jobs = [worker.submit(step_and_measure(kind), kind, client=kind, priority=kind)
+            for kind in ("batch", "normal", "interactive")]
+    jobs += [worker.submit(step_and_measure(f"editor {i}"), "complete", client=f"editor {i}", priority="interactive")
+             for i in range(MAX_NESTING)]
+    for f in jobs:
+        f.result(WAIT)
+    assert max(depths) == MAX_NESTING
+    assert worker.running == []
+
+
+def test_status_names_every_running_job_when_one_waits_inside_another(worker):
+    seen: list[list[str]] = []
+    done = threading.Event()
+    order: list[str] = []
+    outer = worker.submit(stepping(worker, order, "outer", done), "summarize 1", client="script", priority="batch")
+    wait_for_entry(order, "outer starts")
+    inner = worker.submit(lambda: (seen.append([j.label for j in worker.running]), done.set()), "complete 2",
+                          client="editor", priority="interactive")
+    inner.result(WAIT)
+    outer.result(WAIT)
+    assert seen == [["summarize 1", "complete 2"]]
+
+
+def test_while_an_editor_types_other_work_prefills_in_short_chunks(worker):
+    chunks: list[int] = []
+    worker.submit(lambda: chunks.append(RunContext(steps=worker).prefill_chunk()), "summarize",
+                  client="script", priority="batch").result(WAIT)
+    worker.submit(lambda: None, "complete", client="editor", priority="interactive").result(WAIT)
+    worker.submit(lambda: chunks.append(RunContext(steps=worker).prefill_chunk()), "summarize",
+                  client="script", priority="batch").result(WAIT)
+    worker.submit(lambda: chunks.append(RunContext(steps=worker).prefill_chunk()), "complete",
+                  client="editor", priority="interactive").result(WAIT)
+    assert chunks == [PREFILL_CHUNK, SHORT_PREFILL_CHUNK, PREFILL_CHUNK]  # an editor alone runs whole chunks
+
+
+def wait_for_entry(order: list[str], entry: str) -> None:
+    deadline = time.monotonic() + WAIT
+    while entry not in order:
+        assert time.monotonic() < deadline, f"{entry!r} never came: {order}"
+        time.sleep(0.001)
 
 
 # -- the side pool -------------------------------------------------------------------------------

@@ -44,16 +44,30 @@ class Timings(TypedDict):
     tokens_per_second: NotRequired[Annotated[float, "generated tokens over run_ms"]]
 
 
+class PrefixCacheEntry(TypedDict):
+    """One KV sequence of the prefix cache."""
+
+    owner: Annotated[str, "the request that last used it: a document's supersede key, or the task"]
+    tokens: Annotated[int, "tokens whose KV state it holds"]
+    capacity: Annotated[int, "tokens it has room for (its memory is allocated for all of them)"]
+    bytes: int
+    busy: Annotated[bool, "a request is using it now"]
+    idle_s: float
+
+
 class PrefixCache(TypedDict):
     """The prompt KV states a model keeps between requests."""
 
     sequences: int
     bytes: int
-    budget_bytes: int
+    budget_bytes: Annotated[int, "prefix_cache_mb; idle sequences are evicted least recently used first to stay within it"]
+    kv_bytes_per_token: Annotated[int, "one token's KV state"]
     requests: int
     prompt_tokens: int
-    cached_tokens: int
+    cached_tokens: Annotated[int, "prompt tokens whose KV state was reused"]
+    reuse_rate: Annotated[float | None, "cached_tokens / prompt_tokens; null before the first request"]
     evictions: int
+    entries: Annotated[list[PrefixCacheEntry], "busy ones first, then idle ones, most recently used first"]
 
 
 class Latency(TypedDict):

@@ -117,6 +117,11 @@ class FairQueue:
                 self._cond.wait(RECHECK_S if held_back else None)
             return None
 
+    def take_nowait(self, ready: Callable[[Job], bool] | None = None) -> Job | None:
+        """The next job that `ready` accepts, if one waits now (best class first, clients in turn)."""
+        with self._cond:
+            return None if self._closed else self._pick(self.kinds, ready)
+
     def _pick(self, kinds: tuple[str, ...], ready: Callable[[Job], bool] | None) -> Job | None:
         for kind in kinds:
             clients = self._waiting[kind]

@@ -131,12 +131,16 @@ class Service:
             raise TaskUnavailable(f"{task_name} needs a model of kind {' or '.join(task.kinds)}; "
                                   f"model '{model_name}' is {kind}")
         submitted = time.monotonic()
+        worker = self.worker_for(model_name)
 
         def job() -> dict[str, Any]:
             started = time.monotonic()
             run_ctx.check_cancelled()
+            if isinstance(worker, Worker):  # a device's: other work may run between the task's steps
+                run_ctx.steps = worker
+            run_ctx.owner = run_ctx.owner or task_name
             lm, load_s = self.registry.acquire(model_name)
-            with lm.exclusive():
+            with lm.in_use():
                 result = task.run(params, lm, run_ctx)
             lm.touch()
             done = time.monotonic()
@@ -152,7 +156,7 @@ class Service:
                 timings["tokens_per_second"] = round(completion / (run_ms / 1000), 2)
             return {**result, "model": model_name, "timings": timings}
 
-        future = self.worker_for(model_name).submit(job, label, client, priority)
+        future = worker.submit(job, label, client, priority)
         try:
             return await asyncio.wrap_future(future)
         finally:
@@ -230,4 +234,4 @@ def _running(worker: Any) -> list[str]:
     labels = getattr(worker, "running_labels", None)
     if labels is not None:
         return labels
-    return [worker.running.label] if worker.running is not None else []
+    return [job.label for job in worker.running]

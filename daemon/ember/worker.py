@@ -6,19 +6,41 @@ FairQueue: interactive work (an editor's `complete`) before normal, normal befor
 clients in turn within each, so one script's 500 `classify` calls cannot starve an editor. A
 queued job whose future was cancelled leaves the queue at once; a running one stops cooperatively
 through its RunContext.
+
+Scheduling is per step, not only per job: between two forward passes the running job calls
+`between_steps`, and a waiting job that should not wait for the rest of it runs there, to its end,
+before the first one goes on. It is nested on this thread, so everything stays single-threaded.
+What goes first: interactive work before a normal or batch job at once; and, within one class,
+another client's job once the running one has had `SLICE_S` (an editor's cold prefill does not
+hold up another editor's keystroke for a second). While interactive work is about, other jobs
+prefill in short chunks, so the step an editor may wait for stays short.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Any
 
 from .scheduling import DAEMON, PRIORITIES, FairQueue, Job
+from .tasks.base import PREFILL_CHUNK
 
 log = logging.getLogger(__name__)
+
+# Within one class, the running job keeps going this long before another client's job may run
+# between its steps: short enough that a cold prefill never holds a keystroke up for long, long
+# enough that two warm completions (about 100 ms each on 2 cores) mostly run whole, one after the
+# other, which gives both their first token sooner than alternating step by step.
+SLICE_S = 0.1
+# Jobs nested at once (each holds its KV sequence while it waits): beyond it, jobs wait their turn.
+MAX_NESTING = 4
+# Prompt tokens per forward: PREFILL_CHUNK when no one is waiting, short ones while interactive
+# work was seen lately, so that an editor waits for at most a short step of someone else's prefill.
+SHORT_PREFILL_CHUNK = 32
+INTERACTIVE_RECENT_S = 2.0
 
 
 class Worker:
@@ -30,8 +52,10 @@ class Worker:
         self.max_queue = max_queue
         self._queue = FairQueue(PRIORITIES, max_per_client=max_client_queue or max_queue,
                                 max_total=max_queue)
-        self.running: Job | None = None
+        self._stack: list[tuple[Job, float]] = []  # running jobs, outermost first, and when each (re)started
+        self._interactive_seen: dict[Hashable | None, float] = {}  # client -> its last interactive job
         self.jobs_done = 0
+        self.preemptions = 0
         self._thread = threading.Thread(target=self._run, name=f"ember-worker-{device}", daemon=True)
         self._thread.start()
 
@@ -39,6 +63,11 @@ class Worker:
     def queue_depth(self) -> int:
         """Jobs waiting (not counting the running one; cancelled ones leave at once)."""
         return self._queue.depth()
+
+    @property
+    def running(self) -> list[Job]:
+        """The jobs running now: the one at work last, those it interrupted before it."""
+        return [job for job, _ in list(self._stack)]
 
     def client_depth(self, client: Hashable | None) -> int:
         return self._queue.depth(client)
@@ -62,21 +91,68 @@ class Worker:
     def _run(self) -> None:
         self._configure_torch()
         while (job := self._queue.take()) is not None:
-            if not job.future.set_running_or_notify_cancel():
-                continue  # cancelled while queued
-            self.running = job
-            result, error = None, None
-            try:
-                result = job.fn()
-            except BaseException as exc:  # noqa: BLE001 - the future carries it to the caller
-                error = exc
-            # Clear our state before the caller hears back, so status never shows a finished job.
-            self.running = None
-            self.jobs_done += 1
-            if error is not None:
-                job.future.set_exception(error)
-            else:
-                job.future.set_result(result)
+            self._execute(job)
+
+    def _execute(self, job: Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return  # cancelled while queued
+        now = time.monotonic()
+        if job.kind == "interactive":
+            self._interactive_seen = {c: at for c, at in self._interactive_seen.items()
+                                      if now - at < INTERACTIVE_RECENT_S}
+            self._interactive_seen[job.client] = now
+        self._stack.append((job, now))
+        result, error = None, None
+        try:
+            result = job.fn()
+        except BaseException as exc:  # noqa: BLE001 - the future carries it to the caller
+            error = exc
+        # Clear our state before the caller hears back, so status never shows a finished job.
+        self._stack.pop()
+        if job.kind == "interactive":
+            self._interactive_seen[job.client] = time.monotonic()
+        self.jobs_done += 1
+        if error is not None:
+            job.future.set_exception(error)
+        else:
+            job.future.set_result(result)
+
+    # -- between the steps of the running job (called on this thread, by its RunContext) ----------
+
+    def between_steps(self) -> None:
+        """Run the waiting jobs that should not wait for the rest of the running one."""
+        if threading.current_thread() is not self._thread or not self._stack:
+            return  # a task run outside the worker (tests, benchmarks): nothing to interleave
+        while len(self._stack) < MAX_NESTING:
+            current, since = self._stack[-1]
+            job = self._queue.take_nowait(self._goes_before(current, since))
+            if job is None:
+                return
+            self.preemptions += 1
+            self._execute(job)
+            self._stack[-1] = (current, time.monotonic())  # its slice starts again
+
+    def _goes_before(self, current: Job, since: float) -> Callable[[Job], bool]:
+        rank = PRIORITIES.index
+        sliced = time.monotonic() - since >= SLICE_S
+
+        def before(job: Job) -> bool:
+            if rank(job.kind) != rank(current.kind):
+                return rank(job.kind) < rank(current.kind)
+            return sliced and job.client != current.client
+
+        return before
+
+    def prefill_chunk(self) -> int:
+        """Prompt tokens the running job should run in its next forward."""
+        if not self._stack:
+            return PREFILL_CHUNK
+        current, _ = self._stack[-1]
+        now = time.monotonic()
+        # interactive work of another client than the running job's, lately
+        others = [c for c, at in self._interactive_seen.items()
+                  if now - at < INTERACTIVE_RECENT_S and not (current.kind == "interactive" and c == current.client)]
+        return SHORT_PREFILL_CHUNK if others else PREFILL_CHUNK
 
     def _configure_torch(self) -> None:
         # torch itself is imported by the first model that needs it (the onnxruntime engine does

@@ -24,6 +24,8 @@ class Sequence(ABC):
     def __init__(self, capacity: int):
         self.capacity = capacity
         self.tokens: list[int] = []
+        self.owner = ""  # the request that last used it (prefix_cache.py; daemon/status shows it)
+        self.last_used = 0.0  # time.monotonic() when that request ended
 
     @abstractmethod
     def _forward(self, ids: list[int], all_logits: bool) -> np.ndarray:
@@ -67,6 +69,7 @@ class LocalEngine(ABC):
     """A causal LM that runs in this process, one forward at a time (on its device's worker)."""
 
     name: str  # "transformers" or "onnxruntime"
+    kv_bytes_per_token: int  # one token's KV state, every layer (what the prefix cache budget counts)
 
     def __init__(self, context_length: int, vocab_size: int):
         self.context_length = context_length

@@ -17,17 +17,25 @@ from .base import Sequence
 from .sampling import Sampling, pick
 from .text import PostFilter, TextAccumulator
 
-# Prompt tokens run per forward while prefilling: the cancellation check runs between chunks, so
-# a superseded request stops within one chunk's time even on a long cold prompt.
-PREFILL_CHUNK = 256
-
 
 class Cancellable(Protocol):
+    """The request's side of the loop (tasks.base.RunContext)."""
+
+    owner: str  # whose sequence it is, for daemon/status
+
     def check_cancelled(self) -> None: ...
+
+    def between_steps(self) -> None:
+        """Between two forward passes: raise if cancelled; other work may run meanwhile."""
+
+    def prefill_chunk(self) -> int:
+        """Prompt tokens to run in the next forward: cancellation and other work wait for at most
+        one chunk, so it is short while an editor is about (worker.py)."""
 
 
 class SequenceSource(Protocol):
-    def sequence_for(self, prompt: list[int], capacity: int) -> AbstractContextManager[tuple[Sequence, int]]: ...
+    def sequence_for(self, prompt: list[int], capacity: int,
+                     owner: str = "") -> AbstractContextManager[tuple[Sequence, int]]: ...
 
 
 @dataclass
@@ -60,7 +68,7 @@ class SingleUse:
         self._make = make
 
     @contextmanager
-    def sequence_for(self, prompt: list[int], capacity: int) -> Iterator[tuple[Sequence, int]]:
+    def sequence_for(self, prompt: list[int], capacity: int, owner: str = "") -> Iterator[tuple[Sequence, int]]:
         seq = self._make(capacity)
         try:
             yield seq, 0
@@ -74,8 +82,8 @@ def prefill(seq: Sequence, prompt: list[int], ctx: Cancellable, all_logits: bool
     start = len(seq.tokens)
     pieces = []
     while start < len(prompt):
-        ctx.check_cancelled()
-        end = start + PREFILL_CHUNK
+        ctx.between_steps()
+        end = start + ctx.prefill_chunk()
         if len(prompt) - end == 1:
             end += 1
         pieces.append(seq.append(prompt[start:end], all_logits=all_logits))
@@ -93,7 +101,7 @@ def generate(source: SequenceSource, tokenizer: Any, req: DecodeRequest, ctx: Ca
     acc = TextAccumulator(tokenizer, req.stop, req.on_delta, req.post)
     rng = req.sampling.rng()
     count, finish, first_ms = 0, "length", None
-    with source.sequence_for(prompt, capacity) as (seq, cached):
+    with source.sequence_for(prompt, capacity, ctx.owner) as (seq, cached):
         logits = prefill(seq, prompt, ctx)
         while not req.prefill_only:
             token = pick(logits, req.sampling, rng)
@@ -106,7 +114,7 @@ def generate(source: SequenceSource, tokenizer: Any, req: DecodeRequest, ctx: Ca
                 break
             if count >= req.max_new_tokens or len(seq.tokens) >= seq.capacity:
                 break
-            ctx.check_cancelled()
+            ctx.between_steps()
             logits = seq.append([token])
     text = acc.finish()
     return Generated(text, finish, len(prompt), count, (time.monotonic() - started) * 1000,
@@ -123,13 +131,13 @@ def loglikelihoods(source: SequenceSource, prompt: list[int], continuations: lis
                    ctx: Cancellable) -> list[float]:
     """Sum of log P(continuation tokens | prompt) for each continuation (the prompt runs once)."""
     longest = max(len(c) for c in continuations)
-    with source.sequence_for(prompt, len(prompt) + longest) as (seq, _cached):
+    with source.sequence_for(prompt, len(prompt) + longest, ctx.owner) as (seq, _cached):
         first = _log_softmax(prefill(seq, prompt, ctx))
         scores = []
         for cont in continuations:
             score = float(first[cont[0]])
             if len(cont) > 1:
-                ctx.check_cancelled()
+                ctx.between_steps()
                 seq.rewind(len(prompt))
                 following = _log_softmax(seq.append(cont[:-1], all_logits=True))
                 score += sum(float(following[j, cont[j + 1]]) for j in range(len(cont) - 1))

@@ -18,9 +18,13 @@ from . import oga
 from .base import LocalEngine, Sequence
 
 # A generator preallocates KV memory for its whole capacity, so capacities come in steps with room
-# to grow: an editor's prompt grows as the user types, and outgrowing a sequence loses its state.
-CAPACITY_STEP = 1024
-CAPACITY_HEADROOM = 512
+# to grow: an editor's prompt grows as the user types (about a token every three keystrokes, until
+# its window start moves and the prompt changes anyway), and outgrowing a sequence loses its state.
+# Steps are small because the prefix cache's budget counts what is allocated: with 1,024-token
+# steps and 512 of headroom an editor's 800-token prompt took 2,048 tokens (94 MB for SmolLM2), and
+# the default 256 MB held two editors, so a third and fourth thrashed (docs/engines.md).
+CAPACITY_STEP = 256
+CAPACITY_HEADROOM = 256
 
 
 class OnnxRuntimeEngine(LocalEngine):
@@ -38,7 +42,7 @@ class OnnxRuntimeEngine(LocalEngine):
         self.model: oga.Model | None = oga.Model(folder, {"model": {"decoder": {"session_options": {
             "intra_op_num_threads": threads, "inter_op_num_threads": 1, "enable_cpu_mem_arena": False}}}})
         # The conversion records the KV element size; CPU models keep their KV cache in float32.
-        self._kv_per_token = kv_bytes_per_token or (
+        self.kv_bytes_per_token = kv_bytes_per_token or (
             2 * int(decoder["num_hidden_layers"]) * int(decoder["num_key_value_heads"])
             * int(decoder["head_size"]) * 4)
         self._weights = sum(f.stat().st_size for f in folder.glob("*.onnx*"))
@@ -50,7 +54,7 @@ class OnnxRuntimeEngine(LocalEngine):
 
     def kv_bytes(self, tokens: int) -> int:
         steps = -(-(tokens + CAPACITY_HEADROOM) // CAPACITY_STEP)
-        return min(self.context_length, steps * CAPACITY_STEP) * self._kv_per_token
+        return min(self.context_length, steps * CAPACITY_STEP) * self.kv_bytes_per_token
 
     def weight_bytes(self) -> int:
         return self._weights
@@ -70,7 +74,7 @@ class OnnxSequence(Sequence):
         if engine.model is None:
             raise oga.OgaError("the model was unloaded")
         self.generator: oga.Generator | None = oga.Generator(engine.model, capacity)
-        self._bytes = capacity * engine._kv_per_token
+        self._bytes = capacity * engine.kv_bytes_per_token
 
     def _forward(self, ids: list[int], all_logits: bool) -> np.ndarray:
         assert self.generator is not None, "append on a freed sequence"

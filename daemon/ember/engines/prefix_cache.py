@@ -9,6 +9,7 @@ before it. Idle sequences are evicted least recently used first, to stay within 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -49,13 +50,14 @@ class PrefixCache:
         self.evictions = 0
 
     @contextmanager
-    def sequence_for(self, prompt: list[int], capacity: int) -> Iterator[tuple[Sequence, int]]:
+    def sequence_for(self, prompt: list[int], capacity: int, owner: str = "") -> Iterator[tuple[Sequence, int]]:
         """A sequence holding the longest reusable prefix of `prompt`, and that prefix's length.
 
-        `capacity` is the most tokens the request may need. Afterwards the sequence keeps its
-        state for later prompts, unless the runtime failed in it.
+        `capacity` is the most tokens the request may need; `owner` names the request for status.
+        Afterwards the sequence keeps its state for later prompts, unless the runtime failed in it.
         """
         seq, reused = self._checkout(prompt, capacity)
+        seq.owner = owner
         try:
             yield seq, reused
         except EngineError:
@@ -105,6 +107,7 @@ class PrefixCache:
         return best, reused
 
     def _checkin(self, seq: Sequence) -> None:
+        seq.last_used = time.monotonic()
         with self._lock:
             if seq in self._busy:
                 self._busy.remove(seq)
@@ -138,13 +141,21 @@ class PrefixCache:
             return self._bytes_locked()
 
     def describe(self) -> dict[str, Any]:
+        now = time.monotonic()
         with self._lock:
+            entries = [{"owner": s.owner, "tokens": len(s.tokens), "capacity": s.capacity, "bytes": s.nbytes(),
+                        "busy": True, "idle_s": 0.0} for s in self._busy]
+            entries += [{"owner": s.owner, "tokens": len(s.tokens), "capacity": s.capacity, "bytes": s.nbytes(),
+                         "busy": False, "idle_s": round(now - s.last_used, 1)} for s in reversed(self._idle)]
             return {
                 "sequences": len(self._idle) + len(self._busy),
                 "bytes": self._bytes_locked(),
                 "budget_bytes": self.budget_bytes,
+                "kv_bytes_per_token": self.engine.kv_bytes_per_token,
                 "requests": self.requests,
                 "prompt_tokens": self.prompt_tokens,
                 "cached_tokens": self.reused_tokens,
+                "reuse_rate": round(self.reused_tokens / self.prompt_tokens, 4) if self.prompt_tokens else None,
                 "evictions": self.evictions,
+                "entries": entries,
             }

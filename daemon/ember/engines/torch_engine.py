@@ -42,14 +42,14 @@ class TransformersEngine(LocalEngine):
         self.keeps_logits = "logits_to_keep" in accepted
         dtype = next(model.parameters()).dtype
         compute = dtype if dtype.is_floating_point else torch.float32
-        self._kv_per_token = _kv_bytes_per_token(model.config, compute)
+        self.kv_bytes_per_token = _kv_bytes_per_token(model.config, compute)
 
     def new_sequence(self, capacity: int) -> Sequence:
         # A DynamicCache grows as needed: every sequence can take the whole context.
         return TorchSequence(self, self.context_length)
 
     def kv_bytes(self, tokens: int) -> int:
-        return tokens * self._kv_per_token  # allocated as it grows
+        return tokens * self.kv_bytes_per_token  # allocated as it grows
 
     def weight_bytes(self) -> int:
         from ..models.quantization import weight_bytes

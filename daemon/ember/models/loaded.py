@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,18 +39,47 @@ class LoadedModel:
     decoder_prefix: tuple[int, ...] = ()
     loaded_at: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.monotonic)
-    # One forward pass at a time per model: sequences and generate() are not re-entrant.
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Tasks running on it now. A task may pause between two forward passes while another runs
+    # (worker.py), so an unload waits for the last of them before it closes the engine.
+    users: int = 0
+    unloaded: bool = False
+    _users_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def remote(self) -> bool:
         """An inference server runs this model (engine = "remote")."""
         return self.settings.remote
 
-    def exclusive(self) -> AbstractContextManager[Any]:
-        """Held while a task runs: one at a time on a local model; a remote model's requests run
-        concurrently (its server batches them; the endpoint limits how many)."""
-        return nullcontext() if self.remote else self.lock
+    @contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Held while a task runs on the model. One forward pass at a time is the worker's doing
+        (one per device); a remote model's requests run concurrently (its server batches them)."""
+        with self._users_lock:
+            self.users += 1
+        try:
+            yield
+        finally:
+            with self._users_lock:
+                self.users -= 1
+                close = self.users == 0 and self.unloaded
+            if close:
+                self._close()
+
+    def unload(self) -> bool:
+        """Close the model now, or when its last running task ends; True when closed now."""
+        with self._users_lock:
+            self.unloaded = True
+            if self.users:
+                return False
+        self._close()
+        return True
+
+    def _close(self) -> None:
+        if self.prefix_cache is not None:
+            self.prefix_cache.clear()
+        if self.engine is not None:
+            self.engine.close()
+        self.model = self.engine = self.prefix_cache = None
 
     @property
     def resident_bytes(self) -> int:

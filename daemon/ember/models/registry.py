@@ -209,15 +209,12 @@ class Registry:
             lm = self._loaded.pop(name, None)
         if lm is None:
             return False
-        with lm.lock:  # wait for a forward pass in progress
-            if lm.prefix_cache is not None:
-                lm.prefix_cache.clear()
-            if lm.engine is not None:
-                lm.engine.close()
-            lm.model = lm.engine = lm.prefix_cache = None
-        del lm
-        _free_memory()
-        log.info("Unloaded %s", name)
+        if lm.unload():
+            del lm
+            _free_memory()
+            log.info("Unloaded %s", name)
+        else:  # a task paused between its steps still runs on it: closed when it ends
+            log.info("Unloaded %s (its engine closes when %d running task(s) end)", name, lm.users)
         return True
 
     def unload_idle(self) -> list[str]:
@@ -227,7 +224,7 @@ class Registry:
             return []
         now = time.monotonic()
         idle = [lm.name for lm in self.loaded()
-                if now - lm.last_used >= keep_alive and not lm.lock.locked()]
+                if now - lm.last_used >= keep_alive and not lm.users]
         for name in idle:
             log.info("Unloading %s after %.0fs idle (keep_alive_s)", name, keep_alive)
             self.unload(name)
@@ -241,7 +238,7 @@ class Registry:
             models = self.loaded()
             total = sum(m.resident_bytes for m in models)
             # a remote model holds no memory here: unloading it would free nothing
-            victims = sorted((m for m in models if m.name != keep and not m.remote),
+            victims = sorted((m for m in models if m.name != keep and not m.remote and not m.users),
                              key=lambda m: m.last_used)
             if total <= budget or not victims:
                 return

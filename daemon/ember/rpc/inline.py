@@ -107,6 +107,7 @@ class InlineCompletions:
         return p.model_copy(update=update) if update else p
 
     def _with_context(self, p: CompleteParams, client: Any, ctx: RunContext) -> RunContext:
+        ctx.owner = f"complete {p.supersede or p.path or ''}".strip()  # the document, in daemon/status
         if p.prefix is not None and p.context and self.settings.context:
             ctx.context = self.service.workspace.chunks(client)
             ctx.context_tokens = self.settings.context_tokens

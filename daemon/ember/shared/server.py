@@ -206,7 +206,7 @@ class SharedDaemon:
 
     def _busy(self) -> bool:
         return bool(self.connections) or any(
-            w.queue_depth or w.running is not None for w in self.service.workers)
+            w.queue_depth or w.running for w in self.service.workers)
 
     def _schedule_idle_check(self) -> None:
         timeout = self.settings.shared.idle_timeout_s

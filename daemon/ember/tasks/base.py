@@ -9,9 +9,19 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import RequestCancelled
+
+PREFILL_CHUNK = 256  # prompt tokens per forward when nothing else competes for the model
+
+
+class Steps(Protocol):
+    """What the worker running a task offers it between forward passes (worker.Worker)."""
+
+    def between_steps(self) -> None: ...
+
+    def prefill_chunk(self) -> int: ...
 
 
 @dataclass
@@ -26,7 +36,22 @@ class RunContext:
     context_tokens: int = 0  # the most tokens of that context (completion.context_tokens)
     # complete: only fill the prefix cache with the prompt, generate nothing (idle prefill).
     prefill_only: bool = False
+    # The worker running the task: waiting work may go first between two forward passes.
+    steps: Steps | None = None
+    # Whose KV sequence this request uses, as daemon/status shows it: a document, or the task.
+    owner: str = ""
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():
             raise RequestCancelled("request cancelled")
+
+    def between_steps(self) -> None:
+        """Called between two forward passes: stop here if cancelled, and let the worker run
+        work that should not wait for the rest of this task (it may take a while to return)."""
+        self.check_cancelled()
+        if self.steps is not None:
+            self.steps.between_steps()
+            self.check_cancelled()  # cancelled while it waited
+
+    def prefill_chunk(self) -> int:
+        return self.steps.prefill_chunk() if self.steps is not None else PREFILL_CHUNK

@@ -12,6 +12,7 @@ from the text so far.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 from collections.abc import Callable
@@ -214,7 +215,7 @@ def _generate_answer(lm: LoadedModel, prompt: Prompt | list[int], params: Summar
                      ctx: RunContext, max_new: int, form: str, stream: bool) -> Generated:
     """Generate the summary; stream its cleaned text when asked."""
     answer = Answer(ctx.on_delta if stream else None, form)
-    inner = RunContext(cancelled=ctx.cancelled, on_delta=answer.feed)
+    inner = dataclasses.replace(ctx, on_delta=answer.feed)  # the same request, its deltas shaped
     # Writing into the answer, and stopping at a sentence's end, take the prompt's token ids:
     # a local causal model's. A remote model's chat endpoint answers whole; the answer is cut after.
     steered = lm.kind == "causal-lm" and not lm.remote
