@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_daemon_env
 
+from conftest import make_daemon_env
 from ember.client import Client
 from rpc_client import EMBER
 
