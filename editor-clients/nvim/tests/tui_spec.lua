@@ -39,13 +39,7 @@ local function buffer_lines(t)
   return t:call("nvim_buf_get_lines", 0, 0, -1, false)
 end
 
-local running = nil
-H.after_each = function()
-  if running then
-    pcall(running.stop, running)
-    running = nil
-  end
-end
+local running = nil -- the child of the case that runs
 
 local function case(name, fn)
   H.case(name, function()
