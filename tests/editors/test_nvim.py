@@ -275,6 +275,36 @@ def test_real_spec_cases_are_all_listed(real_run: dict[str, Any]) -> None:
     assert sorted(real_run["cases"]) == sorted(REAL_CASES)
 
 
+TUI_REAL_CASES = [
+    "tui real: opening a Python file loads SmolLM2 quietly; typing brings a suggestion on screen",
+    "tui real: the daemon killed by signal 9 during a command: one line that says so, no prompt",
+]
+
+
+@pytest.fixture(scope="module")
+def tui_real_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    if not EMBER.exists():
+        pytest.fail(f"the daemon is not installed at {EMBER}: bash scripts/setup.sh dev")
+    tmp = tmp_path_factory.mktemp("nvim-tui-real")
+    cache = Path(os.environ.get("EMBER_TEST_CACHE") or REPO / ".ember-cache" / "test")
+    cache.mkdir(parents=True, exist_ok=True)
+    return run_spec("tui_real_spec.lua", tmp, {
+        "EMBER_TEST_EMBER": str(EMBER),
+        "EMBER_TEST_PYTHON": sys.executable,
+        "EMBER_TEST_PROXY": str(PROXY),
+        "EMBER_TEST_WIRE": str(tmp / "wire.jsonl"),
+        "EMBER_DAEMON__CACHE_DIR": str(cache),
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp / "hf"),
+    }, timeout=240)
+
+
+@pytest.mark.editor
+@pytest.mark.parametrize("case", TUI_REAL_CASES)
+def test_tui_real(tui_real_run: dict[str, Any], case: str) -> None:
+    check(tui_real_run, case)
+
+
 def plugin_requests() -> set[str]:
     """Every method the plugin's code sends: `request("name", ...)` and the generative tasks."""
     source = "\n".join(p.read_text() for p in (REPO / "editor-clients/nvim/lua").rglob("*.lua"))
