@@ -4,7 +4,10 @@ Each spec file under editor-clients/nvim/tests/ runs once in its own Neovim (the
 once per spec, which keeps the real-model tests short); every case in it is reported here as its
 own test. `fake_spec.lua` covers failure paths with tests/editors/fake_daemon.py (crashes,
 restarts, stale and cancelled replies, errors); `real_spec.lua` drives every command against
-`ember serve` on the real SmolLM2 model.
+`ember serve` on the real SmolLM2 model. `tui_spec.lua` (fake daemon) and `tui_real_spec.lua` (real
+daemon) drive Neovim through its terminal UI: a real Neovim runs in the headless driver's
+`:terminal`, keys go in through the pty and the screen is read back (editor-clients/nvim/tests/
+tui.lua), so command-line messages and hit-enter prompts are seen as a user sees them.
 
 Run: `.venv/bin/pytest tests/editors/test_nvim.py` (add `-m "not editor"` to skip the real daemon).
 Debug one case: EMBER_TEST_ONLY="<part of its name>" and read the Neovim stderr in the failure.
