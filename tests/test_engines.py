@@ -162,6 +162,19 @@ def test_the_budget_evicts_the_least_recently_used_prompt(engines, tokenizer, na
     assert run(cache, tokenizer, prompts[0], max_new=4).cached_tokens == 0
 
 
+def test_editors_sequences_are_evicted_after_batch_work(engines, tokenizer):
+    engine = engines["onnxruntime"]
+    prompts = [ids_of(tokenizer, SOURCE[i * 2000:i * 2000 + 600]) for i in range(3)]
+    one = engine.kv_bytes(max(len(p) for p in prompts) + 8)
+    cache = PrefixCache(engine, int(one * 2.5))  # two fit
+    run(cache, tokenizer, prompts[0], max_new=4, ctx=RunContext(priority="interactive"))
+    run(cache, tokenizer, prompts[1], max_new=4, ctx=RunContext(priority="batch"))  # more recent
+    run(cache, tokenizer, prompts[2], max_new=4, ctx=RunContext(priority="interactive"))
+    check_consistent(cache)
+    assert run(cache, tokenizer, prompts[0], max_new=4).cached_tokens > 0  # the editor's stayed
+    assert run(cache, tokenizer, prompts[1], max_new=4).cached_tokens == 0
+
+
 # -- cancellation and failures -------------------------------------------------------------------
 
 

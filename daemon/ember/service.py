@@ -138,7 +138,7 @@ class Service:
             run_ctx.check_cancelled()
             if isinstance(worker, Worker):  # a device's: other work may run between the task's steps
                 run_ctx.steps = worker
-            run_ctx.owner = run_ctx.owner or task_name
+            run_ctx.owner, run_ctx.priority = run_ctx.owner or task_name, priority
             lm, load_s = self.registry.acquire(model_name)
             with lm.in_use():
                 result = task.run(params, lm, run_ctx)

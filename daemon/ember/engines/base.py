@@ -26,6 +26,7 @@ class Sequence(ABC):
         self.tokens: list[int] = []
         self.owner = ""  # the request that last used it (prefix_cache.py; daemon/status shows it)
         self.last_used = 0.0  # time.monotonic() when that request ended
+        self.priority = "normal"  # that request's scheduling class: editors' sequences are evicted last
 
     @abstractmethod
     def _forward(self, ids: list[int], all_logits: bool) -> np.ndarray:

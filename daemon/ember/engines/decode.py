@@ -22,6 +22,7 @@ class Cancellable(Protocol):
     """The request's side of the loop (tasks.base.RunContext)."""
 
     owner: str  # whose sequence it is, for daemon/status
+    priority: str  # its scheduling class (worker.py): the prefix cache evicts editors' state last
 
     def check_cancelled(self) -> None: ...
 
@@ -34,8 +35,8 @@ class Cancellable(Protocol):
 
 
 class SequenceSource(Protocol):
-    def sequence_for(self, prompt: list[int], capacity: int,
-                     owner: str = "") -> AbstractContextManager[tuple[Sequence, int]]: ...
+    def sequence_for(self, prompt: list[int], capacity: int, owner: str = "",
+                     priority: str = "normal") -> AbstractContextManager[tuple[Sequence, int]]: ...
 
 
 @dataclass
@@ -68,7 +69,8 @@ class SingleUse:
         self._make = make
 
     @contextmanager
-    def sequence_for(self, prompt: list[int], capacity: int, owner: str = "") -> Iterator[tuple[Sequence, int]]:
+    def sequence_for(self, prompt: list[int], capacity: int, owner: str = "",
+                     priority: str = "normal") -> Iterator[tuple[Sequence, int]]:
         seq = self._make(capacity)
         try:
             yield seq, 0
@@ -101,7 +103,7 @@ def generate(source: SequenceSource, tokenizer: Any, req: DecodeRequest, ctx: Ca
     acc = TextAccumulator(tokenizer, req.stop, req.on_delta, req.post)
     rng = req.sampling.rng()
     count, finish, first_ms = 0, "length", None
-    with source.sequence_for(prompt, capacity, ctx.owner) as (seq, cached):
+    with source.sequence_for(prompt, capacity, ctx.owner, ctx.priority) as (seq, cached):
         logits = prefill(seq, prompt, ctx)
         while not req.prefill_only:
             token = pick(logits, req.sampling, rng)
@@ -131,7 +133,7 @@ def loglikelihoods(source: SequenceSource, prompt: list[int], continuations: lis
                    ctx: Cancellable) -> list[float]:
     """Sum of log P(continuation tokens | prompt) for each continuation (the prompt runs once)."""
     longest = max(len(c) for c in continuations)
-    with source.sequence_for(prompt, len(prompt) + longest, ctx.owner) as (seq, _cached):
+    with source.sequence_for(prompt, len(prompt) + longest, ctx.owner, ctx.priority) as (seq, _cached):
         first = _log_softmax(prefill(seq, prompt, ctx))
         scores = []
         for cont in continuations:

@@ -3,7 +3,9 @@
 A request takes the idle sequence whose tokens share the longest prefix with its prompt (as
 llama.cpp's server slots do), rewinds it to that prefix and runs only the rest. Comparing token ids
 handles the token boundary: if typing changed the prompt's last token, the common prefix simply ends
-before it. Idle sequences are evicted least recently used first, to stay within a memory budget.
+before it. Idle sequences are evicted to stay within a memory budget: those that scripts' and
+batch work used first, then editors' (interactive work), least recently used first within each, so
+a long summary does not push out the documents being typed in.
 """
 
 from __future__ import annotations
@@ -50,14 +52,16 @@ class PrefixCache:
         self.evictions = 0
 
     @contextmanager
-    def sequence_for(self, prompt: list[int], capacity: int, owner: str = "") -> Iterator[tuple[Sequence, int]]:
+    def sequence_for(self, prompt: list[int], capacity: int, owner: str = "",
+                     priority: str = "normal") -> Iterator[tuple[Sequence, int]]:
         """A sequence holding the longest reusable prefix of `prompt`, and that prefix's length.
 
-        `capacity` is the most tokens the request may need; `owner` names the request for status.
-        Afterwards the sequence keeps its state for later prompts, unless the runtime failed in it.
+        `capacity` is the most tokens the request may need; `owner` names the request for status,
+        and its `priority` decides what is evicted first. Afterwards the sequence keeps its state
+        for later prompts, unless the runtime failed in it.
         """
         seq, reused = self._checkout(prompt, capacity)
-        seq.owner = owner
+        seq.owner, seq.priority = owner, priority
         try:
             yield seq, reused
         except EngineError:
@@ -72,7 +76,7 @@ class PrefixCache:
         limit = max(0, len(prompt) - FRESH_TOKENS)
         with self._lock:
             best, best_len = None, 0
-            for seq in self._idle:  # least recently used first: it wins ties
+            for seq in self._eviction_order():  # the first to go wins ties
                 if seq.capacity < capacity:
                     continue
                 n = min(common_prefix(seq.tokens, prompt), limit)
@@ -89,9 +93,7 @@ class PrefixCache:
                     self.evictions += 1  # its prompt's state is overwritten for this one
             else:  # make room first, so a new sequence never takes memory beyond the budget
                 need = self.engine.kv_bytes(capacity)
-                while self._idle and self._bytes_locked() + need > self.budget_bytes:
-                    victims.append(self._idle.pop(0))
-                    self.evictions += 1
+                victims = self._evict_locked(need)
         for victim in victims:
             victim.free()
         if best is None:
@@ -112,12 +114,25 @@ class PrefixCache:
             if seq in self._busy:
                 self._busy.remove(seq)
             self._idle.append(seq)
-            victims = []
-            while self._idle and self._bytes_locked() > self.budget_bytes:
-                victims.append(self._idle.pop(0))
-                self.evictions += 1
+            victims = self._evict_locked(0)
         for victim in victims:
             victim.free()
+
+    def _eviction_order(self) -> list[Sequence]:
+        """Idle sequences, the first to evict first: non-interactive work's, then editors'; least
+        recently used first within each (the idle list is in that order)."""
+        return sorted(self._idle, key=lambda s: s.priority == "interactive")  # stable: keeps LRU order
+
+    def _evict_locked(self, need: int) -> list[Sequence]:
+        """Take idle sequences out until `need` more bytes fit the budget; the caller frees them."""
+        victims = []
+        order = self._eviction_order()
+        while order and self._bytes_locked() + need > self.budget_bytes:
+            victim = order.pop(0)
+            self._idle.remove(victim)
+            victims.append(victim)
+            self.evictions += 1
+        return victims
 
     def _discard(self, seq: Sequence) -> None:
         with self._lock:

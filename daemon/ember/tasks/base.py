@@ -40,6 +40,7 @@ class RunContext:
     steps: Steps | None = None
     # Whose KV sequence this request uses, as daemon/status shows it: a document, or the task.
     owner: str = ""
+    priority: str = "normal"  # the request's scheduling class (set by the service)
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():
