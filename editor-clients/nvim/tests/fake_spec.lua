@@ -1128,7 +1128,7 @@ H.case("health: :checkhealth ember reports the daemon and its models", function(
   vim.cmd("checkhealth ember")
   local text = table.concat(H.lines(), "\n")
   H.ok(text:find("the daemon answers: ember%-fake"), text)
-  H.ok(text:find("loaded: fake%-model"), text)
+  H.ok(text:find("loaded: FakeLM-7M-Instruct (fake-model)", 1, true), text)
   H.ok(not text:find("ERROR"), text)
   vim.cmd("tabclose")
 end)

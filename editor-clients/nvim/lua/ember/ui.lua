@@ -22,7 +22,6 @@ Float.__index = Float
 M.hl = {
   EmberTitle = { link = "FloatTitle", default = true },
   EmberFooter = { link = "FloatFooter", default = true },
-  EmberPending = { link = "Comment", default = true },
   EmberError = { link = "DiagnosticError", default = true },
   EmberGhost = { link = "Comment", default = true },
 }
