@@ -422,7 +422,7 @@ function M.restart_if_changed()
   end
 end
 
---- Remember the `label` of each model entry in `models` (initialize, models/list, daemon/status).
+--- Remember the `label` of each model entry in `models` (from initialize and daemon/status).
 function M.learn_labels(models)
   if type(models) ~= "table" then
     return

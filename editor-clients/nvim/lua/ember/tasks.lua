@@ -265,6 +265,7 @@ function M.status()
       util.report("daemon/status", err)
       return
     end
+    daemon.learn_labels(type(result) == "table" and result.models or nil)
     local lines = vim.list_extend(head, { "" })
     float:finish(table.concat(describe(result, "", lines), "\n"))
   end)
