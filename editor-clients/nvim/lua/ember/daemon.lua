@@ -473,8 +473,9 @@ function M.warm()
     state.warmed[model] = state.spawn
     log.info("loading %s ahead of the first completion", model)
     M.request("models/load", { model = model }, function(err)
+      -- Not retried on the next buffer (that would repeat the failure on every switch); the
+      -- first completion asks again and reports it.
       if err then
-        state.warmed[model] = nil
         log.warn("models/load %s failed: %s", model, util.error_text(err))
       end
     end)
