@@ -74,11 +74,11 @@ async function sendProgress(): Promise<void> {
   progressPending = false;
   for (const percent of [0, 50, 100]) {
     await connection.sendNotification('ember/progress', {
-      model: 'fake-model', phase: 'load', percent, bytes: null, total_bytes: null, message: `loading ${percent}%`,
+      model: 'fake-model', label: 'Fake-Model-1B', phase: 'load', percent, bytes: null, total_bytes: null, message: `loading ${percent}%`,
     });
   }
   await connection.sendNotification('ember/progress', {
-    model: 'fake-model', phase: 'ready', percent: 100, bytes: null, total_bytes: null, message: 'ready',
+    model: 'fake-model', label: 'Fake-Model-1B', phase: 'ready', percent: 100, bytes: null, total_bytes: null, message: 'ready',
   });
 }
 
@@ -127,7 +127,8 @@ connection.onRequest('initialize', async () => {
     protocol_version: 1,
     methods: ['initialize', 'shutdown', 'tokenize', 'complete', 'summarize', 'translate', 'classify', 'daemon/status'],
     tasks: [],
-    models: [],
+    // As the real daemon says it: a config name, the model's own name, the tasks it is the default of.
+    models: [{ name: 'coder', label: 'Coder-0.5B', source: 'fake', kind: 'causal-lm', loaded: false, tasks: ['complete'] }],
     device: 'cpu',
     pid: process.pid,
   };

@@ -116,6 +116,20 @@ describe('transport failure paths (fake daemon)', () => {
     await daemon.dispose();
   });
 
+  it("knows each model's own name, from initialize and from ember/progress, and the completion model", TIMEOUT, async () => {
+    const { daemon } = makeDaemon(['--progress']);
+    assert.equal(daemon.labelOf('coder'), 'coder', 'nothing known before the daemon runs');
+    assert.equal(daemon.modelFor('complete'), undefined);
+    await daemon.start();
+    assert.equal(daemon.labelOf('coder'), 'Coder-0.5B');
+    assert.equal(daemon.modelFor('complete'), 'coder');
+    assert.equal(daemon.modelFor('summarize'), undefined);
+    await daemon.request(Complete, { prompt: 'a', max_tokens: 4 });
+    assert.equal(daemon.labelOf('fake-model'), 'Fake-Model-1B');
+    assert.equal(daemon.labelOf('unknown'), 'unknown');
+    await daemon.dispose();
+  });
+
   it('sends $/cancelRequest for a cancelled token, and keeps streams of concurrent requests apart', TIMEOUT, async () => {
     const { daemon } = makeDaemon(['--slow', '5']);
     const a: string[] = [];

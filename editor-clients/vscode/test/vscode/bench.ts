@@ -5,7 +5,8 @@
  *
  * Each round opens a new Python file (with inline completion on for Python), types a few
  * characters with real keystrokes right away (as a user who starts typing at once) and waits for
- * the ghost text in the page. Scenarios:
+ * the ghost text in the page. Workspace context is off, so every round sends the same prompt.
+ * Scenarios:
  * - cold: no daemon, `ember.complete.warmOnOpen` off: the first completion starts everything;
  * - warm-on-open, typing at once: no daemon; opening the file starts the daemon and the load;
  * - warm-on-open, after a pause: as above, but the user starts typing once the warm-up is done
@@ -37,15 +38,24 @@ export async function run(): Promise<void> {
   const api = await ember();
   await setSetting('complete.enabled', true, 'python');
   await setSetting('complete.maxTokens', 16);
+  // No workspace context: the other rounds' files would change the prompt from round to round.
+  await setSetting('completion.context', false);
+  await setSetting('trace', 'messages');
   const rounds: Round[] = [];
   let n = 0;
 
+  /**
+   * One round. The same short file for the scenarios that start a fresh daemon (no cached prefix);
+   * another one for the warm scenario, whose daemon has just completed the first.
+   */
   async function once(scenario: string, options: { stop: boolean; warmOnOpen: boolean; pause: boolean }): Promise<void> {
     n += 1;
+    // Close first: a shown Python file would start the warm-up as soon as the setting changes.
+    await vscode.commands.executeCommand('workbench.action.files.saveAll');
+    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
     if (options.stop) await api.daemon.stop();
     await setSetting('complete.warmOnOpen', options.warmOnOpen);
-    await vscode.commands.executeCommand('workbench.action.closeAllEditors');
-    const before = `# round ${n}\ndef greet_${n}(name):\n`;
+    const [before, typing] = options.stop ? ['# greet someone\ndef greet(name):\n', '    ret'] : ['def add(a, b):\n', '    return'];
     const opened = Date.now();
     const editor = await openFile(`bench_${n}.py`, before);
     let warmMs: number | undefined;
@@ -54,13 +64,16 @@ export async function run(): Promise<void> {
       await api.warmer.check();
       warmMs = Date.now() - opened;
     }
-    await typeAtEnd(editor, '    ret');
+    await typeAtEnd(editor, typing);
     const typed = Date.now();
-    await waitFor('ghost text', () => driver<string | null>('ghostText'), 600_000);
+    const ghost = await waitFor('ghost text', () => driver<string | null>('ghostText'), 120_000).catch(() => null);
     const shown = Date.now();
+    if (!ghost) {
+      console.log(`bench: ${scenario} round: no suggestion within 120 s (not counted)`);
+      return;
+    }
     rounds.push({ scenario, openToSuggestionMs: shown - opened, keysToSuggestionMs: shown - typed, warmMs });
     console.log(`bench: ${scenario} round: open->suggestion ${shown - opened} ms, keys->suggestion ${shown - typed} ms${warmMs !== undefined ? `, warm-up ${warmMs} ms` : ''}`);
-    await vscode.commands.executeCommand('workbench.action.files.saveAll');
   }
 
   try {
@@ -74,6 +87,8 @@ export async function run(): Promise<void> {
     await setSetting('complete.warmOnOpen', undefined);
     await setSetting('complete.maxTokens', undefined);
     await setSetting('complete.enabled', undefined, 'python');
+    await setSetting('completion.context', undefined);
+    await setSetting('trace', undefined);
   }
 
   const scenarios = [...new Set(rounds.map((r) => r.scenario))];
