@@ -30,7 +30,8 @@ export class Warmer implements vscode.Disposable {
     this.disposables.push(
       vscode.window.onDidChangeVisibleTextEditors(() => this.check()),
       vscode.workspace.onDidChangeConfiguration((e) => {
-        if (e.affectsConfiguration('ember')) this.check();
+        // After the extension's own handler has read the new settings (warmOnOpen comes from there).
+        if (e.affectsConfiguration('ember')) setTimeout(() => void this.check(), 0);
       }),
       // A daemon started for anything else (a command) while such a document is shown: load then.
       daemon.onDidChangeState((state) => {

@@ -78,7 +78,7 @@ describe('staying out of the way', () => {
     assert.ok(item);
   });
 
-  it('ember.complete.warmOnOpen false: showing the file starts nothing', async () => {
+  it('ember.complete.warmOnOpen false: showing the file starts nothing; turning it on warms up', async () => {
     await api.daemon.stop();
     await setSetting('complete.warmOnOpen', false);
     try {
@@ -88,6 +88,8 @@ describe('staying out of the way', () => {
     } finally {
       await setSetting('complete.warmOnOpen', undefined);
     }
+    // The file is still shown: the setting's change is enough.
+    await waitFor('the warm-up after the setting changed', () => api.daemon.state === 'running');
   });
 
   it('prose is off by default even with completion on for all files; on per language', async () => {
