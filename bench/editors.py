@@ -16,7 +16,7 @@ typist who waits for the suggestion), so one editor alone never supersedes its o
 what is measured is what the editors cost each other.
 
 `+batch` adds a script on another connection that summarizes 12,000 characters again and again
-while the editors type.
+(`priority: "batch"`) while the editors type.
 
 Per editor, over the requests that were answered by the model (superseded ones and the ones
 answered from the suggestion being typed through are counted apart):
@@ -139,7 +139,7 @@ class BatchJob(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            msg_id, _ = self.conn.send("summarize", {"text": self.text, "max_tokens": 64})
+            msg_id, _ = self.conn.send("summarize", {"text": self.text, "max_tokens": 64, "priority": "batch"})
             self.conn.wait(msg_id)
             self.done += 1
 
@@ -252,6 +252,8 @@ def main() -> None:
     last = results[list(results)[-1]]["status"]["models"]
     if last:
         print(f"\nPrefix cache after the last scenario: {json.dumps(last[0].get('prefix_cache'))}")
+        workers = results[list(results)[-1]]["status"]["workers"]
+        print(f"\nWorkers after the last scenario: {json.dumps(workers)}")
 
 
 if __name__ == "__main__":

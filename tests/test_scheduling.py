@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from ember.errors import Busy
+from ember.errors import Busy, RequestCancelled
 from ember.scheduling import PRIORITIES, FairQueue, Job
 from ember.sidepool import SMALL_COST, SidePool
 from ember.tasks.base import PREFILL_CHUNK, RunContext
@@ -297,6 +297,42 @@ def test_while_an_editor_types_other_work_prefills_in_short_chunks(worker):
     worker.submit(lambda: chunks.append(RunContext(steps=worker).prefill_chunk()), "complete",
                   client="editor", priority="interactive").result(WAIT)
     assert chunks == [PREFILL_CHUNK, SHORT_PREFILL_CHUNK, PREFILL_CHUNK]  # an editor alone runs whole chunks
+
+
+def test_a_batch_job_waits_between_its_steps_while_an_editor_types(worker, monkeypatch):
+    monkeypatch.setattr("ember.worker.TYPING_GRACE_S", 60.0)  # the editor counts as typing throughout
+    monkeypatch.setattr("ember.worker.MAX_HOLD_S", 3.0)
+    worker.submit(lambda: None, "complete", client="editor", priority="interactive").result(WAIT)
+    order: list[str] = []
+
+    def summary():
+        ctx = RunContext(steps=worker)
+        order.append("summary step 1")
+        ctx.between_steps()  # held: the editor typed a moment ago
+        order.append("summary step 2")
+
+    batch = worker.submit(summary, "summarize", client="script", priority="batch")
+    wait_for_entry(order, "summary step 1")
+    worker.submit(lambda: order.append("complete"), "complete", client="editor", priority="interactive").result(WAIT)
+    batch.result(WAIT)
+    assert order == ["summary step 1", "complete", "summary step 2"]  # went on after MAX_HOLD_S
+    assert worker.holds == 1
+
+
+def test_a_normal_job_is_not_held_and_a_held_batch_job_stops_when_cancelled(worker, monkeypatch):
+    monkeypatch.setattr("ember.worker.TYPING_GRACE_S", 600.0)
+    monkeypatch.setattr("ember.worker.MAX_HOLD_S", 600.0)
+    worker.submit(lambda: None, "complete", client="editor", priority="interactive").result(WAIT)
+    worker.submit(lambda: RunContext(steps=worker).between_steps(), "summarize", client="editor",
+                  priority="normal").result(WAIT)
+    assert worker.holds == 0
+    ctx = RunContext(steps=worker)
+    held = worker.submit(ctx.between_steps, "summarize", client="script", priority="batch")
+    while worker.holds == 0:
+        time.sleep(0.01)
+    ctx.cancelled.set()
+    with pytest.raises(RequestCancelled):
+        held.result(WAIT)
 
 
 def wait_for_entry(order: list[str], entry: str) -> None:

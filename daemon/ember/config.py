@@ -106,8 +106,9 @@ class ModelSettings(Section):
     quantization: Literal[QUANTIZATIONS] = Field(default="auto", description=(  # type: ignore[valid-type]
         "auto picks the fastest choice that is accurate (docs/quantization.md); int4/int8/none for "
         "onnxruntime; none/bnb-4bit/bnb-8bit/int8-dynamic for transformers"))
-    prefix_cache_mb: int = Field(default=256, ge=0, description=(
-        "KV state of recent prompts kept for reuse (causal LMs; 0: no reuse)"))
+    prefix_cache_mb: int = Field(default=384, ge=0, description=(
+        "KV state of recent prompts kept for reuse (causal LMs; 0: no reuse); each editor's document "
+        "keeps one (59 MB with SmolLM2: 384 holds six, or three beside a long summary)"))
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     trust_remote_code: bool = False

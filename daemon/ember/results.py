@@ -292,6 +292,8 @@ class WorkerInfo(TypedDict):
                             "in `ember config`); a remote server's worker: its max_concurrent"]
     queue_depth: int
     jobs_done: int
+    interleaved: NotRequired[Annotated[int, "a device's worker: jobs run between the steps of another"]]
+    held_for_typing: NotRequired[Annotated[int, "a device's worker: times a batch job waited for a typist to pause"]]
 
 
 class LatencyFigures(TypedDict):

@@ -93,6 +93,12 @@ class FairQueue:
             self._closed = True
             self._cond.notify_all()
 
+    def wait(self, timeout: float) -> None:
+        """Sleep until a job is queued (or anything else wakes consumers), at most `timeout` s."""
+        with self._cond:
+            if not self._closed:
+                self._cond.wait(max(0.0, timeout))
+
     def kick(self) -> None:
         """Something that held jobs back changed (a client caught up): look again now."""
         with self._cond:

@@ -218,7 +218,9 @@ class Service:
             "models": [m.describe() for m in self.registry.loaded()],
             "model_loads": self.registry.loads,
             "workers": [{"device": w.device, "threads": w.threads, "queue_depth": w.queue_depth,
-                         "jobs_done": w.jobs_done} for w in self.workers],
+                         "jobs_done": w.jobs_done,
+                         **({"interleaved": w.preemptions, "held_for_typing": w.holds}
+                            if isinstance(w, Worker) else {})} for w in self.workers],
             "completions": self.stats.summary(),
         }
 

@@ -19,7 +19,7 @@ PREFILL_CHUNK = 256  # prompt tokens per forward when nothing else competes for 
 class Steps(Protocol):
     """What the worker running a task offers it between forward passes (worker.Worker)."""
 
-    def between_steps(self) -> None: ...
+    def between_steps(self, cancelled: threading.Event | None = None) -> None: ...
 
     def prefill_chunk(self) -> int: ...
 
@@ -51,7 +51,7 @@ class RunContext:
         work that should not wait for the rest of this task (it may take a while to return)."""
         self.check_cancelled()
         if self.steps is not None:
-            self.steps.between_steps()
+            self.steps.between_steps(self.cancelled)
             self.check_cancelled()  # cancelled while it waited
 
     def prefill_chunk(self) -> int:

@@ -444,6 +444,10 @@ export interface WorkerInfo {
   threads: number;
   queue_depth: number;
   jobs_done: number;
+  /** a device's worker: jobs run between the steps of another */
+  interleaved?: number;
+  /** a device's worker: times a batch job waited for a typist to pause */
+  held_for_typing?: number;
 }
 
 /** Local acceptance figures of inline completions, never sent anywhere (`ember stats`). */
