@@ -101,7 +101,7 @@ def test_status_shows_each_sequence_and_the_reuse_rate(daemon):
         assert entry["bytes"] == entry["capacity"] * cache["kv_bytes_per_token"]
 
 
-def test_one_clients_cancelled_request_never_drops_anothers_state(daemon):
+def test_one_clients_cancelled_or_superseded_requests_never_drop_anothers_state(daemon):
     editor = Typist(daemon.client(), "argparse", at=6000)
     editor.keystroke()
     script = daemon.client()
@@ -111,6 +111,15 @@ def test_one_clients_cancelled_request_never_drops_anothers_state(daemon):
     long.cancel()
     with pytest.raises(Exception, match="cancel"):
         long.result(TIMEOUT)
+    assert reused(editor.keystroke()) > 0.9
+    deltas.clear()
+    first = script.request("complete", {**LONG, "stream": True, "supersede": "file:///other.py"},
+                           on_delta=lambda _: deltas.set())
+    assert deltas.wait(TIMEOUT)
+    second = script.request("complete", {"prompt": "x = 1", "max_tokens": 2, "supersede": "file:///other.py"})
+    with pytest.raises(Exception, match="supersede|cancel"):
+        first.result(TIMEOUT)
+    second.result(TIMEOUT)
     assert reused(editor.keystroke()) > 0.9
 
 
