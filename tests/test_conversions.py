@@ -93,7 +93,7 @@ def test_the_default_model_runs_on_onnxruntime_with_the_ggufs_blocks(ember):
     assert model["engine"] == "onnxruntime" and model["engine_note"] is None
     assert model["quantization"].startswith("int4 (the GGUF's own blocks")
     status = d.call("daemon/status")["models"][0]
-    assert status["prefix_cache"]["budget_bytes"] == 256 << 20
+    assert status["prefix_cache"]["budget_bytes"] == 384 << 20
 
 
 def test_transformers_can_be_chosen(ember, tiny_chat):
