@@ -198,56 +198,29 @@ def stepping(worker: Worker, order: list[str], name: str, until: threading.Event
     return run
 
 
-def test_an_editors_keystroke_runs_between_the_steps_of_a_long_summary(worker):
+BETWEEN = ["first starts", "second", "first ends"]
+AFTER = ["first starts", "first ends", "second"]
+
+
+@pytest.mark.parametrize(("first", "second", "expected"), [
+    (("script", "batch"), ("editor", "interactive"), BETWEEN),  # a keystroke beside a long summary
+    (("editor 1", "interactive"), ("editor 2", "interactive"), BETWEEN),  # another editor beside a cold prefill
+    (("editor", "interactive"), ("editor", "interactive"), AFTER),  # a client's own next job waits
+    (("editor", "interactive"), ("script", "batch"), AFTER),  # batch never before interactive
+], ids=["interactive-beside-batch", "other-client-same-class", "same-client", "batch-beside-interactive"])
+def test_what_runs_between_the_steps_of_a_running_job(worker, first, second, expected):
+    """`first` takes 300 steps (0.6 s, past SLICE_S) unless `second` ran meanwhile."""
     order: list[str] = []
-    done = threading.Event()
-    summary = worker.submit(stepping(worker, order, "summary", done), "summarize", client="script",
-                            priority="batch")
-    wait_for_entry(order, "summary starts")
-    keystroke = worker.submit(lambda: (order.append("complete"), done.set()), "complete", client="editor",
-                              priority="interactive")
-    keystroke.result(WAIT)
-    summary.result(WAIT)
-    assert order == ["summary starts", "complete", "summary ends"]
-    assert worker.preemptions == 1
-
-
-def test_another_editors_keystroke_goes_between_the_steps_of_a_long_prefill(worker):
-    order: list[str] = []
-    done = threading.Event()
-    cold = worker.submit(stepping(worker, order, "cold prefill", done), "complete", client="editor 1",
-                         priority="interactive")
-    wait_for_entry(order, "cold prefill starts")
-    other = worker.submit(lambda: (order.append("editor 2"), done.set()), "complete", client="editor 2",
-                          priority="interactive")
-    other.result(WAIT)
-    cold.result(WAIT)
-    assert order == ["cold prefill starts", "editor 2", "cold prefill ends"]
-
-
-def test_a_clients_own_next_job_waits_for_its_running_one(worker):
-    order: list[str] = []
-    never = threading.Event()
-    first = worker.submit(stepping(worker, order, "first", never, steps=60), "complete", client="editor",
-                          priority="interactive")
+    ran = threading.Event()
+    running = worker.submit(stepping(worker, order, "first", ran, steps=300), "first", client=first[0],
+                            priority=first[1])
     wait_for_entry(order, "first starts")
-    second = worker.submit(lambda: order.append("second"), "complete", client="editor", priority="interactive")
-    first.result(WAIT)
-    second.result(WAIT)
-    assert order == ["first starts", "first ends", "second"]
-    assert worker.preemptions == 0
-
-
-def test_a_batch_job_never_goes_before_an_interactive_one(worker):
-    order: list[str] = []
-    never = threading.Event()
-    first = worker.submit(stepping(worker, order, "complete", never, steps=60), "complete", client="editor",
-                          priority="interactive")
-    wait_for_entry(order, "complete starts")
-    batch = worker.submit(lambda: order.append("batch"), "summarize", client="script", priority="batch")
-    first.result(WAIT)
-    batch.result(WAIT)
-    assert order == ["complete starts", "complete ends", "batch"]
+    arriving = worker.submit(lambda: (order.append("second"), ran.set()), "second", client=second[0],
+                             priority=second[1])
+    arriving.result(WAIT)
+    running.result(WAIT)
+    assert order == expected
+    assert worker.preemptions == (1 if expected == BETWEEN else 0)
 
 
 def test_jobs_nest_at_most_max_nesting_deep(worker):
