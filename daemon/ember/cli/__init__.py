@@ -84,10 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Any]:
     """Subcommands that live in their own modules (the shared daemon and its clients)."""
+    from .adapter import register as register_adapter
     from .shared import register
     from .stats import register as register_stats
 
-    return [register, register_stats]
+    return [register, register_stats, register_adapter]
 
 
 def main(argv: list[str] | None = None) -> int:
