@@ -533,3 +533,63 @@ BUILDERS = {
     "fim-causal-lm": build_fim_causal_lm,
     "chat-causal-lm": build_chat_causal_lm,
 }
+
+
+# The words the tiny question-answering model answers with, strongest first (single WordPiece tokens).
+QA_START_WORDS = ("alice", "maria")
+QA_END_WORDS = ("johnson", "garcia")
+
+
+def build_question_answering(folder: str | Path, start_words: tuple[str, ...] = QA_START_WORDS,
+                             end_words: tuple[str, ...] = QA_END_WORDS) -> Path:
+    """A tiny BERT extractive QA model (AutoModelForQuestionAnswering) whose answers are set by its
+    weights, not trained: every attention and feed-forward output is zero and position and segment
+    embeddings are zero, so a token's final state is its own normalized word embedding. The span head
+    reads two directions of it: `start_words[0]` gets a start logit of about 16, `start_words[1]`
+    about 9-13 (likewise `end_words` for the end), every other token 0. So in "... Alice Johnson ... Maria
+    Garcia ..." the best span is "Alice Johnson" wherever it is, and "Maria Garcia" without it; the
+    question does not matter (which the tests use to check that question tokens are never answered).
+    """
+    import torch
+    from transformers import BertForQuestionAnswering
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _seed()
+    tok = _wordpiece()
+    config = _bert_config(tok, num_labels=2)
+    model = BertForQuestionAnswering(config)
+    with torch.no_grad():
+        for name, param in model.bert.encoder.named_parameters():
+            if name.endswith(("attention.output.dense.weight", "attention.output.dense.bias",
+                              "output.dense.weight", "output.dense.bias")):
+                param.zero_()
+        emb = model.bert.embeddings
+        emb.position_embeddings.weight.zero_()
+        emb.token_type_embeddings.weight.zero_()
+        g = torch.Generator().manual_seed(SEED)
+        basis, _ = torch.linalg.qr(torch.randn(HIDDEN, HIDDEN, generator=g))
+        ones = torch.ones(HIDDEN) / HIDDEN ** 0.5
+        # Two zero-mean orthonormal directions: start (u) and end (w).
+        u = basis[:, 0] - (basis[:, 0] @ ones) * ones
+        u = u / u.norm()
+        w = basis[:, 1] - (basis[:, 1] @ ones) * ones - (basis[:, 1] @ u) * u
+        w = w / w.norm()
+        words = torch.randn(emb.word_embeddings.weight.shape, generator=g)
+        words -= torch.outer(words @ u, u) + torch.outer(words @ w, w)
+        words -= words.mean(dim=1, keepdim=True)
+        for direction, chosen in ((u, start_words), (w, end_words)):
+            for strength, word in zip((8.0, 4.0), chosen, strict=False):
+                token = tok.token_to_id(word)
+                if token is None:
+                    raise ValueError(f"{word!r} is not one token of the tiny vocabulary")
+                words[token] += strength * direction
+        emb.word_embeddings.weight.copy_(words)
+        model.qa_outputs.weight.copy_(3.0 * torch.stack([u, w]))
+        model.qa_outputs.bias.zero_()
+    _wrap(tok, folder, **_bert_special())
+    _save(model, folder)
+    return folder
+
+
+BUILDERS["question-answering"] = build_question_answering

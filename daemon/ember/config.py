@@ -23,6 +23,7 @@ MODEL_KINDS = (
     "text-classification",
     "zero-shot-classification",
     "token-classification",
+    "question-answering",
 )
 QUANTIZATIONS = ("auto", "none", "int4", "int8", "bnb-8bit", "bnb-4bit", "int8-dynamic")
 ENGINES = ("auto", "transformers", "onnxruntime", "remote")
@@ -146,6 +147,7 @@ class TaskSettings(Section):
     classify: str = "default"
     tokenize: str = "default"
     entities: str | None = None
+    ask: str = "default"
 
 
 class SharedSettings(Section):

@@ -263,6 +263,32 @@ class ClassifyResult(TypedDict):
     timings: Timings
 
 
+class AskResult(TypedDict):
+    answer: Annotated[str, "extractive: the span of the context; generative: the model's answer"]
+    method: Annotated[Literal["extractive", "generative"], "how the answer was made"]
+    supported: Annotated[bool, (
+        "extractive: always true (the answer is a span of the context); generative: the passage the "
+        "model quoted was found in the context (false: no quote was found there, and none is shown)")]
+    start: Annotated[int | None, (
+        "[start, end) characters (Unicode code points, as `offsets` of tokenize) of the supporting "
+        "span in `context`: the answer (extractive) or the quoted passage (generative); null when "
+        "not supported")]
+    end: Annotated[int | None, "see `start`"]
+    quote: Annotated[str | None, "context[start:end]: the supporting passage, verbatim; null when not supported"]
+    score: NotRequired[Annotated[float, (
+        "extractive: probability of the span (start times end probability, normalized within its window)")]]
+    windows: Annotated[int, (
+        "extractive: overlapping windows the context was read in; generative: chunks the context "
+        "was split into (1 when it fit the model)")]
+    windows_kept: Annotated[int, (
+        "generative: chunks kept in the prompt, the most relevant to the question in document order "
+        "(fewer than `windows` when the context was narrowed); extractive: equal to `windows`")]
+    finish_reason: NotRequired[Annotated[FinishReason, "generative"]]
+    model: str
+    usage: Usage
+    timings: Timings
+
+
 class Entity(TypedDict):
     text: str
     label: str

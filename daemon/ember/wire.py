@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 
 from . import results as r
 
@@ -167,6 +175,25 @@ class ClassifyParams(Params):
     priority: Priority = None
 
 
+class AskParams(GenerationOptions):
+    """Answer `question` from `context` (the selection or the file), with the span that supports it."""
+
+    question: Annotated[str, Field(min_length=1, max_length=4096)] = Field(description="the question")
+    context: Annotated[str, Field(min_length=1)] = Field(
+        description="the text to answer from: the selection or the whole file")
+    method: Literal["auto", "extractive", "generative"] = Field(default="auto", description=(
+        "extractive: a question-answering model picks a span of the context; generative: the causal "
+        "LM answers and quotes its support; auto: extractive for a question-answering model, "
+        "generative for a causal LM"))
+
+    @field_validator("question", "context")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty or only whitespace")
+        return value
+
+
 class EntitiesParams(Params):
     """Named entities in `text`, through a configured token-classification model."""
 
@@ -234,6 +261,8 @@ METHODS: dict[str, Method] = {
         Method("translate", TranslateParams, "Translate text, keeping code and Markdown intact.",
                r.TranslateResult),
         Method("classify", ClassifyParams, "Probability of each label and the top label.", r.ClassifyResult),
+        Method("ask", AskParams, "Answer a question about a text, with the span that supports it.",
+               r.AskResult),
         Method("entities", EntitiesParams, "Named entities from a token-classification model.",
                r.EntitiesResult),
         Method("daemon/status", None, "Loaded models, memory, queue and counters.", r.StatusResult),

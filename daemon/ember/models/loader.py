@@ -54,6 +54,7 @@ def _model_class(kind: str) -> Any:
         "text-classification": transformers.AutoModelForSequenceClassification,
         "zero-shot-classification": transformers.AutoModelForSequenceClassification,
         "token-classification": transformers.AutoModelForTokenClassification,
+        "question-answering": transformers.AutoModelForQuestionAnswering,
     }[kind]
 
 

@@ -31,5 +31,6 @@ TASKS: dict[str, Task] = {
         Task("classify", "ember.tasks.classify",
              ("causal-lm", "text-classification", "zero-shot-classification")),
         Task("entities", "ember.tasks.entities", ("token-classification",)),
+        Task("ask", "ember.tasks.ask", ("causal-lm", "question-answering")),
     ]
 }

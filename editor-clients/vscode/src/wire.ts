@@ -176,6 +176,42 @@ export interface ClassifyResult {
   timings: Timings;
 }
 
+/** Answer `question` from `context` (the selection or the file), with the span that supports it. */
+export interface AskParams extends GenerationOptions {
+  /** the question */
+  question: string;
+  /** the text to answer from: the selection or the whole file */
+  context: string;
+  /** extractive: a question-answering model picks a span of the context; generative: the causal LM answers and quotes its support; auto: extractive for a question-answering model, generative for a causal LM */
+  method?: 'auto' | 'extractive' | 'generative';
+}
+
+export interface AskResult {
+  /** extractive: the span of the context; generative: the model's answer */
+  answer: string;
+  /** how the answer was made */
+  method: 'extractive' | 'generative';
+  /** extractive: always true (the answer is a span of the context); generative: the passage the model quoted was found in the context (false: no quote was found there, and none is shown) */
+  supported: boolean;
+  /** [start, end) characters (Unicode code points, as `offsets` of tokenize) of the supporting span in `context`: the answer (extractive) or the quoted passage (generative); null when not supported */
+  start: number | null;
+  /** see `start` */
+  end: number | null;
+  /** context[start:end]: the supporting passage, verbatim; null when not supported */
+  quote: string | null;
+  /** extractive: probability of the span (start times end probability, normalized within its window) */
+  score?: number;
+  /** extractive: overlapping windows the context was read in; generative: chunks the context was split into (1 when it fit the model) */
+  windows: number;
+  /** generative: chunks kept in the prompt, the most relevant to the question in document order (fewer than `windows` when the context was narrowed); extractive: equal to `windows` */
+  windows_kept: number;
+  /** generative */
+  finish_reason?: 'stop' | 'length';
+  model: string;
+  usage: Usage;
+  timings: Timings;
+}
+
 /** Named entities in `text`, through a configured token-classification model. */
 export interface EntitiesParams {
   /** the text to search for entities */
@@ -572,6 +608,7 @@ export interface Methods {
   'summarize': { params: SummarizeParams; result: SummarizeResult };
   'translate': { params: TranslateParams; result: TranslateResult };
   'classify': { params: ClassifyParams; result: ClassifyResult };
+  'ask': { params: AskParams; result: AskResult };
   'entities': { params: EntitiesParams; result: EntitiesResult };
   'daemon/status': { params: null; result: StatusResult };
   'models/list': { params: null; result: ModelsListResult };
