@@ -438,14 +438,14 @@ def train(model_folder: str | Path, data_path: str | Path, out_dir: str | Path, 
     meta = {
         "format": 1,
         "status": "training",
-        "base": {**(base or {}), "folder": str(folder), **_base_shape(model.config)},
+        "base": {**(base or {}), "folder": str(folder.resolve()), **_base_shape(model.config)},
         "chat_template": prep.chat,
         "context_length": prep.context,
-        "data": {"file": str(prep.train.path), "sha256": prep.train.sha256, "format": prep.train.format,
+        "data": {"file": str(prep.train.path.resolve()), "sha256": prep.train.sha256, "format": prep.train.format,
                  "examples": len(prep.train), "train_examples": len(train_examples),
                  "train_rows": len(train_ds), "eval": prep.eval_source,
                  "eval_examples": len(prep.eval),
-                 **({"eval_file": str(prep.eval_examples.path), "eval_sha256": prep.eval_examples.sha256}
+                 **({"eval_file": str(prep.eval_examples.path.resolve()), "eval_sha256": prep.eval_examples.sha256}
                     if prep.eval_examples is not None else {})},
         "lora": {"r": opts.rank, "alpha": opts.alpha, "dropout": opts.dropout,
                  "target_modules": opts.target_modules},
@@ -454,6 +454,7 @@ def train(model_folder: str | Path, data_path: str | Path, out_dir: str | Path, 
                      "device": device, "dtype": str(dtype).removeprefix("torch.")},
         "eval_loss_before": before,
         "seconds": meta.get("seconds", 0.0),
+        "started": meta.get("started") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     _write_json(out_dir / META, meta)
 
