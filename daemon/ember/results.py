@@ -53,6 +53,7 @@ class PrefixCacheEntry(TypedDict):
     bytes: int
     busy: Annotated[bool, "a request is using it now"]
     idle_s: float
+    adapter: NotRequired[Annotated[str, "the LoRA adapter its KV state was computed with"]]
 
 
 class PrefixCache(TypedDict):
@@ -93,6 +94,28 @@ class RemoteInfo(TypedDict):
     first_token_ms: Latency | None
 
 
+class AdapterInfo(TypedDict):
+    """A LoRA adapter of a causal LM (configured, or added with models/load)."""
+
+    name: str
+    source: Annotated[str, "its folder or hub id"]
+    loaded: Annotated[bool, "loaded now (adapters load at their first request or models/load)"]
+    engine: NotRequired[Literal["transformers"]]
+    engine_note: NotRequired[Annotated[str | None, "why requests with it run on another engine than the model's"]]
+    rank: NotRequired[int | None]
+    alpha: NotRequired[float | None]
+    target_modules: NotRequired[list[str]]
+    memory_bytes: NotRequired[Annotated[int, "its weights"]]
+
+
+class AdapterUse(TypedDict):
+    """The LoRA adapter a generative request ran with."""
+
+    name: str
+    engine: Literal["transformers"]
+    engine_note: Annotated[str | None, "why it ran on another engine than the model's"]
+
+
 class LocalModel(TypedDict):
     """A loaded model that runs in the daemon."""
 
@@ -110,6 +133,7 @@ class LocalModel(TypedDict):
     context_length: int
     memory_bytes: Annotated[int, "the weights (the prefix cache's KV state is counted apart)"]
     prefix_cache: PrefixCache | None
+    adapters: NotRequired[Annotated[list[AdapterInfo], "causal LMs: its LoRA adapters"]]
     load_seconds: float
     loaded_at: float
     idle_s: float
@@ -155,6 +179,7 @@ class ModelEntry(TypedDict):
     context_length: NotRequired[int]
     memory_bytes: NotRequired[int]
     prefix_cache: NotRequired[PrefixCache | None]
+    adapters: NotRequired[Annotated[list[AdapterInfo], "local causal LMs: their LoRA adapters"]]
     tokenizer: NotRequired[str | None]
     load_seconds: NotRequired[float]
     loaded_at: NotRequired[float]
@@ -226,6 +251,7 @@ class CompleteResult(TypedDict):
     cut: NotRequired[CutInfo]
     first_token_ms: NotRequired[Annotated[float, "from the start of the run to the first token"]]
     model: str
+    adapter: NotRequired[Annotated[AdapterUse, "with a LoRA adapter"]]
     usage: Usage
     timings: Timings
 
@@ -235,6 +261,7 @@ class SummarizeResult(TypedDict):
     finish_reason: FinishReason
     stages: Annotated[int, "model calls: one per chunk of a long text, plus the final one"]
     model: str
+    adapter: NotRequired[Annotated[AdapterUse, "with a LoRA adapter"]]
     usage: Usage
     timings: Timings
 
@@ -243,6 +270,7 @@ class TranslateResult(TypedDict):
     text: str
     finish_reason: FinishReason
     model: str
+    adapter: NotRequired[Annotated[AdapterUse, "with a LoRA adapter"]]
     usage: Usage
     timings: Timings
 
@@ -285,6 +313,7 @@ class AskResult(TypedDict):
         "(fewer than `windows` when the context was narrowed); extractive: equal to `windows`")]
     finish_reason: NotRequired[Annotated[FinishReason, "generative"]]
     model: str
+    adapter: NotRequired[Annotated[AdapterUse, "with a LoRA adapter"]]
     usage: Usage
     timings: Timings
 

@@ -117,6 +117,15 @@ class Service:
             self.registry.check_name(name)
         return name
 
+    def adapter_for(self, task: str, model: str, requested: str | None) -> str:
+        """The LoRA adapter a request runs with: the one it names ("" for none), else its task's
+        ([tasks.adapters]) when it runs on the task's model."""
+        if requested is None:
+            routed = model == self.settings.model_for_task(task)
+            requested = self.settings.tasks.adapters.get(task, "") if routed else ""
+        self.registry.check_adapter(model, requested)
+        return requested
+
     async def run_task(self, task_name: str, params: Any, run_ctx: RunContext, label: str,
                        client: Hashable = DAEMON, priority: str = "normal") -> dict[str, Any]:
         """Run a task on its model's worker. `run_ctx` carries the request's cancellation and, for
@@ -130,6 +139,7 @@ class Service:
         if kind not in task.kinds:
             raise TaskUnavailable(f"{task_name} needs a model of kind {' or '.join(task.kinds)}; "
                                   f"model '{model_name}' is {kind}")
+        run_ctx.adapter = self.adapter_for(task_name, model_name, getattr(params, "adapter", None))
         submitted = time.monotonic()
         worker = self.worker_for(model_name)
 
@@ -154,6 +164,9 @@ class Service:
             completion = result.get("usage", {}).get("completion_tokens", 0)
             if completion and run_ms > 0:
                 timings["tokens_per_second"] = round(completion / (run_ms / 1000), 2)
+            if run_ctx.adapter:
+                result["adapter"] = {"name": run_ctx.adapter, "engine": "transformers",
+                                     "engine_note": lm.adapters.note}
             return {**result, "model": model_name, "timings": timings}
 
         future = worker.submit(job, label, client, priority)

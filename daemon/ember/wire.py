@@ -64,6 +64,9 @@ class GenerationOptions(Params):
     seed: int | None = Field(default=None, description="seed for sampling, for repeatable output")
     stream: bool = Field(default=False, description="send ember/stream notifications")
     priority: Priority = None
+    adapter: str | None = Field(default=None, max_length=64, description=(
+        "a LoRA adapter of the model (models/list shows them); \"\" for none; default: the task's "
+        "([tasks.adapters])"))
 
 
 # -- lifecycle ---------------------------------------------------------------------------------
@@ -234,6 +237,16 @@ class ModelParams(Params):
     model: str = Field(description="configured model name")
 
 
+class ModelAdapterParams(ModelParams):
+    """Names one configured model, or one LoRA adapter of it."""
+
+    adapter: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description=(
+        "only this LoRA adapter of the model (loading the model too if needed)"))
+    source: str | None = Field(default=None, min_length=1, description=(
+        "models/load: add the adapter from this folder or hub id (until the daemon exits)"))
+    revision: str | None = Field(default=None, description="models/load: the adapter's hub revision")
+
+
 # -- the table ---------------------------------------------------------------------------------
 
 
@@ -267,8 +280,10 @@ METHODS: dict[str, Method] = {
                r.EntitiesResult),
         Method("daemon/status", None, "Loaded models, memory, queue and counters.", r.StatusResult),
         Method("models/list", None, "Every configured model and whether it is loaded.", r.ModelsListResult),
-        Method("models/load", ModelParams, "Load a configured model now.", r.ModelsLoadResult),
-        Method("models/unload", ModelParams, "Unload a model and free its memory.", r.ModelsUnloadResult),
+        Method("models/load", ModelAdapterParams, "Load a configured model now, or one of its LoRA adapters.",
+               r.ModelsLoadResult),
+        Method("models/unload", ModelAdapterParams, "Unload a model and free its memory, or only one of its "
+               "LoRA adapters.", r.ModelsUnloadResult),
     ]
 }
 

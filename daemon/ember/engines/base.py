@@ -27,6 +27,7 @@ class Sequence(ABC):
         self.owner = ""  # the request that last used it (prefix_cache.py; daemon/status shows it)
         self.last_used = 0.0  # time.monotonic() when that request ended
         self.priority = "normal"  # that request's scheduling class: editors' sequences are evicted last
+        self.adapter = ""  # the LoRA adapter its KV state was computed with ("": the base model)
 
     @abstractmethod
     def _forward(self, ids: list[int], all_logits: bool) -> np.ndarray:

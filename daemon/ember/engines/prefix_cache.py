@@ -5,7 +5,8 @@ llama.cpp's server slots do), rewinds it to that prefix and runs only the rest. 
 handles the token boundary: if typing changed the prompt's last token, the common prefix simply ends
 before it. Idle sequences are evicted to stay within a memory budget: those that scripts' and
 batch work used first, then editors' (interactive work), least recently used first within each, so
-a long summary does not push out the documents being typed in.
+a long summary does not push out the documents being typed in. KV state computed with a LoRA
+adapter is reused only by requests with that same adapter.
 """
 
 from __future__ import annotations
@@ -53,14 +54,15 @@ class PrefixCache:
 
     @contextmanager
     def sequence_for(self, prompt: list[int], capacity: int, owner: str = "",
-                     priority: str = "normal") -> Iterator[tuple[Sequence, int]]:
+                     priority: str = "normal", adapter: str = "") -> Iterator[tuple[Sequence, int]]:
         """A sequence holding the longest reusable prefix of `prompt`, and that prefix's length.
 
         `capacity` is the most tokens the request may need; `owner` names the request for status,
-        and its `priority` decides what is evicted first. Afterwards the sequence keeps its state
-        for later prompts, unless the runtime failed in it.
+        and its `priority` decides what is evicted first; `adapter` is the LoRA adapter it runs
+        with. Afterwards the sequence keeps its state for later prompts, unless the runtime failed
+        in it.
         """
-        seq, reused = self._checkout(prompt, capacity)
+        seq, reused = self._checkout(prompt, capacity, adapter)
         seq.owner, seq.priority = owner, priority
         try:
             yield seq, reused
@@ -72,12 +74,12 @@ class PrefixCache:
             raise
         self._checkin(seq)
 
-    def _checkout(self, prompt: list[int], capacity: int) -> tuple[Sequence, int]:
+    def _checkout(self, prompt: list[int], capacity: int, adapter: str) -> tuple[Sequence, int]:
         limit = max(0, len(prompt) - FRESH_TOKENS)
         with self._lock:
             best, best_len = None, 0
             for seq in self._eviction_order():  # the first to go wins ties
-                if seq.capacity < capacity:
+                if seq.capacity < capacity or seq.adapter != adapter:
                     continue
                 n = min(common_prefix(seq.tokens, prompt), limit)
                 if best is None or n > best_len:
@@ -98,6 +100,7 @@ class PrefixCache:
             victim.free()
         if best is None:
             best = self.engine.new_sequence(capacity)
+            best.adapter = adapter
             with self._lock:
                 self._busy.append(best)
         best.rewind(best_len)
@@ -143,6 +146,14 @@ class PrefixCache:
     def _bytes_locked(self) -> int:
         return sum(s.nbytes() for s in self._idle) + sum(s.nbytes() for s in self._busy)
 
+    def drop_adapter(self, adapter: str) -> None:
+        """Free the idle sequences computed with `adapter` (it is being unloaded)."""
+        with self._lock:
+            gone = [s for s in self._idle if s.adapter == adapter]
+            self._idle = [s for s in self._idle if s.adapter != adapter]
+        for seq in gone:
+            seq.free()
+
     def clear(self) -> None:
         """Free every idle sequence (unload, or the budget changed)."""
         with self._lock:
@@ -159,9 +170,11 @@ class PrefixCache:
         now = time.monotonic()
         with self._lock:
             entries = [{"owner": s.owner, "tokens": len(s.tokens), "capacity": s.capacity, "bytes": s.nbytes(),
-                        "busy": True, "idle_s": 0.0} for s in self._busy]
+                        "busy": True, "idle_s": 0.0, **({"adapter": s.adapter} if s.adapter else {})}
+                       for s in self._busy]
             entries += [{"owner": s.owner, "tokens": len(s.tokens), "capacity": s.capacity, "bytes": s.nbytes(),
-                         "busy": False, "idle_s": round(now - s.last_used, 1)} for s in reversed(self._idle)]
+                         "busy": False, "idle_s": round(now - s.last_used, 1),
+                         **({"adapter": s.adapter} if s.adapter else {})} for s in reversed(self._idle)]
             return {
                 "sequences": len(self._idle) + len(self._busy),
                 "bytes": self._bytes_locked(),

@@ -1,5 +1,6 @@
 """The transformers engine: any causal LM (or seq2seq decoder) that transformers loads, on any
-device, quantized or not. The reference engine, and the GPU path with bitsandbytes."""
+device, quantized or not. The reference engine, the GPU path with bitsandbytes, and the engine that
+runs LoRA adapters (peft): each forward pass runs with its sequence's adapter, or none."""
 
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ class TransformersEngine(LocalEngine):
         dtype = next(model.parameters()).dtype
         compute = dtype if dtype.is_floating_point else torch.float32
         self.kv_bytes_per_token = _kv_bytes_per_token(model.config, compute)
+        self.lora: Any = None  # peft's PeftModel around `model` once an adapter is added
+        self.adapter_bytes: dict[str, int] = {}  # the adapters added, and their weights' memory
+        self._active: str | None = None  # the adapter the LoRA layers run now ("": none)
 
     def new_sequence(self, capacity: int) -> Sequence:
         # A DynamicCache grows as needed: every sequence can take the whole context.
@@ -56,10 +60,67 @@ class TransformersEngine(LocalEngine):
 
         return weight_bytes(self.model)
 
+    # -- LoRA adapters -------------------------------------------------------------------------
+
+    def add_adapter(self, name: str, config: dict[str, Any], weights: dict[str, torch.Tensor]) -> None:
+        """Add a LoRA adapter (peft's adapter_config.json and its tensors) under `name`. Raises
+        ValueError, leaving the engine as it was, when the adapter does not fit this model."""
+        from peft import LoraConfig, PeftModel, set_peft_model_state_dict
+
+        lora_config = LoraConfig(**{k: v for k, v in config.items() if k in LoraConfig.__dataclass_fields__})
+        lora_config.inference_mode = True
+        first = self.lora is None
+        try:
+            if first:
+                self.lora = PeftModel(self.model, lora_config, adapter_name=name)
+            else:
+                self.lora.add_adapter(name, lora_config)
+            result: Any = set_peft_model_state_dict(self.lora, weights, adapter_name=name)
+            expected = [n for n, _ in self.lora.named_parameters() if f".{name}." in n]
+            if result.unexpected_keys or len(expected) != len(weights):
+                raise ValueError(f"{len(weights)} tensors in the adapter, {len(expected)} LoRA weights in "
+                                 f"this model for its target modules ({len(result.unexpected_keys)} match "
+                                 "no module): it was trained for another model")
+        except Exception as exc:
+            self._remove(name, first)
+            if isinstance(exc, ValueError):
+                raise
+            raise ValueError(f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}") from exc
+        self.adapter_bytes[name] = sum(t.numel() * t.element_size() for t in weights.values())
+        self._active = None  # peft made the new adapter active: choose again at the next forward
+
+    def drop_adapter(self, name: str) -> None:
+        if name in self.adapter_bytes:
+            del self.adapter_bytes[name]
+            self._remove(name, not self.adapter_bytes)
+
+    def _remove(self, name: str, last: bool) -> None:
+        if self.lora is None:
+            return
+        if last:  # the plain model again, without LoRA layers
+            self.lora.base_model.unload()
+            self.lora = None
+        elif name in self.lora.peft_config:
+            self.lora.delete_adapter(name)
+        self._active = None
+
+    def _use_adapter(self, adapter: str) -> None:
+        if adapter == self._active or (self.lora is None and not adapter):
+            return
+        if adapter not in self.adapter_bytes and adapter:
+            raise ValueError(f"adapter '{adapter}' is not loaded")
+        if adapter:
+            self.lora.base_model.enable_adapter_layers()
+            self.lora.base_model.set_adapter(adapter)
+        else:
+            self.lora.base_model.disable_adapter_layers()
+        self._active = adapter
+
     def forward(self, ids: list[int], cache: Any, all_logits: bool,
-                encoder_outputs: Any = None) -> tuple[np.ndarray, Any]:
+                encoder_outputs: Any = None, adapter: str = "") -> tuple[np.ndarray, Any]:
         """Logits for `ids` after `cache`'s tokens (of the decoder, given `encoder_outputs`),
-        and the grown cache."""
+        and the grown cache; with `adapter`'s LoRA weights, or none."""
+        self._use_adapter(adapter)
         kwargs: dict[str, Any] = {}
         if cache is not None:
             kwargs[self.cache_arg] = cache
@@ -79,7 +140,7 @@ class TransformersEngine(LocalEngine):
         return (logits if all_logits else logits[-1]), new_cache
 
     def close(self) -> None:
-        self.model = None
+        self.model = self.lora = None
 
 
 class TorchSequence(Sequence):
@@ -91,7 +152,7 @@ class TorchSequence(Sequence):
         self.cache: Any = None
 
     def _forward(self, ids: list[int], all_logits: bool) -> np.ndarray:
-        logits, self.cache = self.engine.forward(ids, self.cache, all_logits)
+        logits, self.cache = self.engine.forward(ids, self.cache, all_logits, adapter=self.adapter)
         return logits
 
     def _truncate(self, n: int) -> int:

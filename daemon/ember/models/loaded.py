@@ -34,6 +34,7 @@ class LoadedModel:
     engine: Any = None
     engine_note: str | None = None  # why the engine is not the one asked for (auto or explicit)
     prefix_cache: Any = None  # engines.prefix_cache.PrefixCache for causal LMs
+    adapters: Any = None  # models.adapters.Adapters for local causal LMs (the registry sets it)
     eos_ids: tuple[int, ...] = ()
     # seq2seq: what the decoder starts from (its start token, and a BOS some models force first)
     decoder_prefix: tuple[int, ...] = ()
@@ -74,7 +75,16 @@ class LoadedModel:
         self._close()
         return True
 
+    def sequences(self, adapter: str = "") -> Any:
+        """Where a causal LM's request gets its KV sequence (engines.decode.SequenceSource): the
+        prefix cache, or with a LoRA `adapter` the one of the engine that runs it. Worker only."""
+        if not adapter:
+            return self.prefix_cache
+        return self.adapters.sequences(adapter)
+
     def _close(self) -> None:
+        if self.adapters is not None:
+            self.adapters.close()
         if self.prefix_cache is not None:
             self.prefix_cache.clear()
         if self.engine is not None:
@@ -84,7 +94,8 @@ class LoadedModel:
     @property
     def resident_bytes(self) -> int:
         """Weights plus the KV state the prefix cache holds now (what the memory budget counts)."""
-        return self.memory_bytes + (self.prefix_cache.nbytes if self.prefix_cache is not None else 0)
+        return (self.memory_bytes + (self.prefix_cache.nbytes if self.prefix_cache is not None else 0)
+                + (self.adapters.resident_bytes if self.adapters is not None else 0))
 
     def touch(self) -> None:
         self.last_used = time.monotonic()
@@ -107,6 +118,7 @@ class LoadedModel:
             "context_length": self.context_length,
             "memory_bytes": self.memory_bytes,  # the weights (the prefix cache's KV state is below)
             "prefix_cache": self.prefix_cache.describe() if self.prefix_cache is not None else None,
+            **({"adapters": self.adapters.describe()} if self.adapters is not None else {}),
             "load_seconds": round(self.load_seconds, 3),
             "loaded_at": self.loaded_at,
             "idle_s": round(time.monotonic() - self.last_used, 1),

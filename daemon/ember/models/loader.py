@@ -319,6 +319,17 @@ def _load_transformers(name: str, settings: ModelSettings, folder: Path, device:
     return loaded
 
 
+def load_transformers_copy(name: str, settings: ModelSettings, folder: Path,
+                           ctx: LoadContext) -> tuple[Any, Any, int]:
+    """The model on transformers, float32 on the CPU, for what its own engine cannot run (LoRA
+    adapters on onnxruntime): (engine, prefix cache, weight bytes)."""
+    copy = settings.model_copy(update={"engine": "transformers", "quantization": "none",
+                                       "device": "cpu", "dtype": "float32"})
+    lm = _load_transformers(name, copy, folder, "cpu", LoadContext(ctx.cache_dir, ctx.threads),
+                            time.monotonic(), None)
+    return lm.engine, lm.prefix_cache, lm.memory_bytes
+
+
 # -- remote models ---------------------------------------------------------------------------
 
 

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
+from ..config import AdapterSettings, Settings
 from ..errors import EmberError, InvalidParams, ModelLoadError
-from . import loader, sources
+from . import adapters, loader, sources
 from .cache import remove_stale_work
 from .loaded import LoadedModel
 
@@ -37,6 +37,7 @@ class Registry:
         self._folders: dict[str, Path | None] = {}  # None: a remote model's tokenizer is not here
         self._folder_notes: dict[str, str | None] = {}
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in settings.models}
+        self._added_adapters: dict[str, dict[str, AdapterSettings]] = {}  # models/load at run time
         self._guard = threading.Lock()
         self.loads = 0  # how many model loads this daemon has done
         self._endpoints = self._make_endpoints(settings)
@@ -92,8 +93,11 @@ class Registry:
                 "kind": settings.kind,
                 "quantization_requested": settings.quantization,
                 "loaded": lm is not None,
-                "tasks": [t for t, m in self.settings.tasks.model_dump().items() if m == name],
+                "tasks": [t for t, m in self.settings.tasks.models().items() if m == name],
             }
+            if settings.kind == "causal-lm" and not settings.remote:
+                entry["adapters"] = [adapters.describe_one(n, spec, None, None, None)
+                                     for n, spec in self.adapter_specs(name).items()]
             if settings.remote:
                 del entry["quantization_requested"]
                 entry["engine"] = "remote"
@@ -102,6 +106,19 @@ class Registry:
                 entry.update(lm.describe())
             out.append(entry)
         return out
+
+    def adapter_specs(self, name: str) -> dict[str, AdapterSettings]:
+        """Model `name`'s LoRA adapters: configured, then added at run time (models/load)."""
+        with self._guard:
+            return {**self.settings.models[name].adapters, **self._added_adapters.get(name, {})}
+
+    def check_adapter(self, model: str, adapter: str) -> None:
+        settings = self.settings.models[model]
+        if adapter and (settings.kind != "causal-lm" or settings.remote):
+            raise adapters.unknown_adapter(model, adapter, {})
+        known = self.adapter_specs(model)
+        if adapter and adapter not in known:
+            raise adapters.unknown_adapter(model, adapter, known)
 
     # -- loading -------------------------------------------------------------------------------
 
@@ -194,6 +211,8 @@ class Registry:
                     log.exception("Unexpected failure loading %s", name)
                     report("error", None, message=str(exc))
                     raise ModelLoadError(f"could not load model '{name}': {exc}") from exc
+                if settings.kind == "causal-lm" and not settings.remote:
+                    lm.adapters = self._adapters_of(lm, folder, ctx)
                 with self._guard:
                     self._loaded[name] = lm
                     self._tokenizers.pop(name, None)
@@ -202,6 +221,57 @@ class Registry:
                 self._enforce_budget(keep=name)
         lm.touch()
         return lm, time.monotonic() - started
+
+    def _adapters_of(self, lm: LoadedModel, folder: Path | None, ctx: loader.LoadContext) -> adapters.Adapters:
+        name, settings = lm.name, lm.settings
+        if lm.engine is not None and lm.engine.name == "transformers":
+            return adapters.Adapters(name, lambda: self.adapter_specs(name), settings.allow_pickle,
+                                     (lm.engine, lm.prefix_cache), None)
+        assert folder is not None
+
+        def load_copy() -> tuple[Any, Any, int]:
+            return loader.load_transformers_copy(name, settings, folder, ctx)
+
+        return adapters.Adapters(name, lambda: self.adapter_specs(name), settings.allow_pickle, None, load_copy)
+
+    def load_adapter(self, model: str, adapter: str, spec: AdapterSettings | None) -> LoadedModel:
+        """Load (and with `spec`, first add) a LoRA adapter of a model, loading the model if needed.
+        Nothing changes when it fails. Worker only."""
+        settings = self.settings.models[model]
+        if settings.kind != "causal-lm" or settings.remote:
+            raise InvalidParams(f"adapter: model '{model}' is {'remote' if settings.remote else settings.kind}; "
+                                "adapters apply to causal LMs that run here")
+        if spec is not None:
+            if adapter in settings.adapters and settings.adapters[adapter] != spec:
+                raise InvalidParams(f"adapter: '{adapter}' is configured for model '{model}' with another "
+                                    "source; pick another name")
+            adapters.resolve(adapter, spec, settings.allow_pickle)  # check the files before adding it
+            with self._guard:
+                previous = self._added_adapters.setdefault(model, {}).get(adapter)
+                self._added_adapters[model][adapter] = spec
+        lm, _ = self.acquire(model)
+        try:
+            if spec is not None and previous is not None and previous != spec:
+                lm.adapters.unload(adapter)  # the same name from another source: load it anew
+            lm.adapters.load(adapter)
+        except Exception:
+            if spec is not None:
+                with self._guard:
+                    if previous is None:
+                        self._added_adapters[model].pop(adapter, None)
+                    else:
+                        self._added_adapters[model][adapter] = previous
+            raise
+        return lm
+
+    def unload_adapter(self, model: str, adapter: str) -> bool:
+        """Drop a LoRA adapter: unloaded, and forgotten if it was added at run time. Worker only."""
+        self.check_adapter(model, adapter)
+        with self._guard:
+            added = self._added_adapters.get(model, {}).pop(adapter, None) is not None
+        lm = self.get_loaded(model)
+        dropped = lm is not None and lm.adapters is not None and lm.adapters.unload(adapter)
+        return dropped or added
 
     def unload(self, name: str) -> bool:
         self.check_name(name)

@@ -9,11 +9,13 @@ import asyncio
 import os
 import re
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from pydantic import ValidationError
 
 from .. import PROTOCOL_VERSION, __version__
+from ..config import AdapterSettings
 from ..errors import InvalidParams
 from ..service import Service
 from ..tasks import TASKS
@@ -29,7 +31,7 @@ from ..wire import (
     ContextAddParams,
     DetokenizeParams,
     InitializeParams,
-    ModelParams,
+    ModelAdapterParams,
     TokenizeParams,
 )
 from .inline import InlineCompletions
@@ -151,17 +153,35 @@ def build_handlers(service: Service, on_initialize: Callable[[InitializeParams],
     async def models_list(_: None, req: RequestContext) -> dict[str, Any]:
         return {"models": service.registry.describe_all()}
 
-    async def models_load(p: ModelParams, req: RequestContext) -> dict[str, Any]:
-        service.registry.check_name(p.model)
-        worker = service.worker_for(p.model)
-        lm, _ = await asyncio.wrap_future(worker.submit(lambda: service.registry.acquire(p.model),
-                                                        f"load {p.model}", req.protocol))
+    async def models_load(p: ModelAdapterParams, req: RequestContext) -> dict[str, Any]:
+        registry = service.registry
+        registry.check_name(p.model)
+        if p.adapter is None:
+            if p.source is not None or p.revision is not None:
+                raise InvalidParams("source: names an adapter's files; give `adapter` too")
+            load: partial[Any] = partial(registry.acquire, p.model)
+        else:
+            spec = AdapterSettings(source=p.source, revision=p.revision) if p.source is not None else None
+            if spec is None:
+                registry.check_adapter(p.model, p.adapter)
+            load = partial(registry.load_adapter, p.model, p.adapter, spec)
+        got = await asyncio.wrap_future(service.worker_for(p.model).submit(
+            load, f"load {p.model}{'/' + p.adapter if p.adapter else ''}", req.protocol))
+        lm = got[0] if isinstance(got, tuple) else got
         return {"model": lm.describe()}
 
-    async def models_unload(p: ModelParams, req: RequestContext) -> dict[str, Any]:
-        service.registry.check_name(p.model)
+    async def models_unload(p: ModelAdapterParams, req: RequestContext) -> dict[str, Any]:
+        registry = service.registry
+        registry.check_name(p.model)
+        if p.source is not None or p.revision is not None:
+            raise InvalidParams("source: models/unload takes the adapter's name only")
+        if p.adapter is None:
+            unload = partial(registry.unload, p.model)
+        else:
+            registry.check_adapter(p.model, p.adapter)
+            unload = partial(registry.unload_adapter, p.model, p.adapter)
         done = await asyncio.wrap_future(service.worker_for(p.model).submit(
-            lambda: service.registry.unload(p.model), f"unload {p.model}", req.protocol))
+            unload, f"unload {p.model}{'/' + p.adapter if p.adapter else ''}", req.protocol))
         return {"unloaded": done}
 
     def task(name: str) -> Callable[[Any, RequestContext], Awaitable[Any]]:

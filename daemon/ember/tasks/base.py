@@ -41,6 +41,7 @@ class RunContext:
     # Whose KV sequence this request uses, as daemon/status shows it: a document, or the task.
     owner: str = ""
     priority: str = "normal"  # the request's scheduling class (set by the service)
+    adapter: str = ""  # the LoRA adapter a causal LM runs with ("": none; set by the service)
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():

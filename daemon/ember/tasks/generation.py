@@ -117,7 +117,7 @@ def generate(lm: LoadedModel, prompt: Prompt | list[int], opts: GenerationOption
         tokens = list(input_ids) or start_ids(lm)
         check_fits(len(tokens), lm)
         max_new = min(max_new, lm.context_length - len(tokens))
-        source: Any = lm.prefix_cache
+        source: Any = lm.sequences(ctx.adapter)
     else:
         if len(input_ids) > lm.context_length:
             raise InputTooLong(len(input_ids), lm.context_length, "the input")

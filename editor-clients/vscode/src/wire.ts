@@ -105,6 +105,8 @@ export interface CompleteResult {
   /** from the start of the run to the first token */
   first_token_ms?: number;
   model: string;
+  /** with a LoRA adapter */
+  adapter?: AdapterUse;
   usage: Usage;
   timings: Timings;
 }
@@ -125,6 +127,8 @@ export interface SummarizeResult {
   /** model calls: one per chunk of a long text, plus the final one */
   stages: number;
   model: string;
+  /** with a LoRA adapter */
+  adapter?: AdapterUse;
   usage: Usage;
   timings: Timings;
 }
@@ -143,6 +147,8 @@ export interface TranslateResult {
   text: string;
   finish_reason: 'stop' | 'length';
   model: string;
+  /** with a LoRA adapter */
+  adapter?: AdapterUse;
   usage: Usage;
   timings: Timings;
 }
@@ -208,6 +214,8 @@ export interface AskResult {
   /** generative */
   finish_reason?: 'stop' | 'length';
   model: string;
+  /** with a LoRA adapter */
+  adapter?: AdapterUse;
   usage: Usage;
   timings: Timings;
 }
@@ -255,10 +263,14 @@ export interface ModelsListResult {
   models: ModelEntry[];
 }
 
-/** Names one configured model. */
-export interface ModelParams {
-  /** configured model name */
-  model: string;
+/** Names one configured model, or one LoRA adapter of it. */
+export interface ModelAdapterParams extends ModelParams {
+  /** only this LoRA adapter of the model (loading the model too if needed) */
+  adapter?: string | null;
+  /** models/load: add the adapter from this folder or hub id (until the daemon exits) */
+  source?: string | null;
+  /** models/load: the adapter's hub revision */
+  revision?: string | null;
 }
 
 export interface ModelsLoadResult {
@@ -326,6 +338,8 @@ export interface GenerationOptions {
   stream?: boolean;
   /** scheduling class on the model worker: interactive runs before normal, normal before batch; clients take turns within a class (default: interactive for complete, normal otherwise) */
   priority?: 'interactive' | 'normal' | 'batch' | null;
+  /** a LoRA adapter of the model (models/list shows them); "" for none; default: the task's ([tasks.adapters]) */
+  adapter?: string | null;
 }
 
 export interface ServerInfo {
@@ -356,6 +370,8 @@ export interface ModelEntry {
   context_length?: number;
   memory_bytes?: number;
   prefix_cache?: PrefixCache | null;
+  /** local causal LMs: their LoRA adapters */
+  adapters?: AdapterInfo[];
   tokenizer?: string | null;
   load_seconds?: number;
   loaded_at?: number;
@@ -384,6 +400,14 @@ export interface CutInfo {
   language: string | null;
   /** the rules that changed the model's text, in the order they fired */
   rules: string[];
+}
+
+/** The LoRA adapter a generative request ran with. */
+export interface AdapterUse {
+  name: string;
+  engine: 'transformers';
+  /** why it ran on another engine than the model's */
+  engine_note: string | null;
 }
 
 export interface Usage {
@@ -447,6 +471,8 @@ export interface LocalModel {
   /** the weights (the prefix cache's KV state is counted apart) */
   memory_bytes: number;
   prefix_cache: PrefixCache | null;
+  /** causal LMs: its LoRA adapters */
+  adapters?: AdapterInfo[];
   load_seconds: number;
   loaded_at: number;
   idle_s: number;
@@ -499,6 +525,12 @@ export interface CompletionFigures {
   languages: Record<string, unknown>;
 }
 
+/** Names one configured model. */
+export interface ModelParams {
+  /** configured model name */
+  model: string;
+}
+
 /** A piece of text from the workspace: a file opened, edited or saved, or text yanked/copied. */
 export interface ContextChunk {
   /** the text (large chunks are trimmed) */
@@ -546,6 +578,23 @@ export interface PrefixCache {
   entries: PrefixCacheEntry[];
 }
 
+/** A LoRA adapter of a causal LM (configured, or added with models/load). */
+export interface AdapterInfo {
+  name: string;
+  /** its folder or hub id */
+  source: string;
+  /** loaded now (adapters load at their first request or models/load) */
+  loaded: boolean;
+  engine?: 'transformers';
+  /** why requests with it run on another engine than the model's */
+  engine_note?: string | null;
+  rank?: number | null;
+  alpha?: number | null;
+  target_modules?: string[];
+  /** its weights */
+  memory_bytes?: number;
+}
+
 /** Inline completions of one language (or of all) and what users did with them. */
 export interface LanguageFigures {
   completions: number;
@@ -587,6 +636,8 @@ export interface PrefixCacheEntry {
   /** a request is using it now */
   busy: boolean;
   idle_s: number;
+  /** the LoRA adapter its KV state was computed with */
+  adapter?: string;
 }
 
 /** A latency histogram's percentiles (buckets 10% wide: within 5% of the true value). */
@@ -612,8 +663,8 @@ export interface Methods {
   'entities': { params: EntitiesParams; result: EntitiesResult };
   'daemon/status': { params: null; result: StatusResult };
   'models/list': { params: null; result: ModelsListResult };
-  'models/load': { params: ModelParams; result: ModelsLoadResult };
-  'models/unload': { params: ModelParams; result: ModelsUnloadResult };
+  'models/load': { params: ModelAdapterParams; result: ModelsLoadResult };
+  'models/unload': { params: ModelAdapterParams; result: ModelsUnloadResult };
 }
 
 /** Every notification the daemon sends, and its params. */
