@@ -195,3 +195,28 @@ def test_a_model_is_labelled_with_its_own_name_not_its_config_name(source, label
     from ember.models.sources import label as model_label
 
     assert model_label(ModelSettings(source=source)) == label
+
+
+def test_adapters_are_named_per_model_and_routed_per_task(tmp_path):
+    s = _load(tmp_path, '[models.default.adapters]\nstyle = "./style"\n'
+                        'docs = { source = "someone/docs-lora", revision = "v1" }\n'
+                        '[tasks.adapters]\ncomplete = "style"\n').settings
+    adapters = s.models["default"].adapters
+    assert adapters["style"].source == "./style" and adapters["docs"].revision == "v1"
+    assert s.tasks.adapters == {"complete": "style"}
+    assert "adapters" not in s.tasks.models()  # the routing table is not a task
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('[models.default.adapters]\na = "/x"\n[tasks.adapters]\nclassify = "a"\n', "apply to the generative tasks"),
+    ('[models.default.adapters]\na = "/x"\n[tasks.adapters]\nnot_a_task = "a"\n', "tasks.adapters.not_a_task"),
+    ('[models.default.adapters]\na = "/x"\n[tasks.adapters]\ncomplete = "b"\n', "no adapter named 'b'"),
+    ('[models.default.adapters]\n"../up" = "/x"\n', "should match pattern"),
+    ('[models.ner]\nkind = "token-classification"\nsource = "/x"\n[models.ner.adapters]\na = "/x"\n',
+     "apply to causal LMs"),
+    (REMOTE + '[models.big.adapters]\na = "/x"\n', "does not apply to a remote model"),
+])
+def test_bad_adapter_settings_name_the_key(tmp_path, text, needle):
+    with pytest.raises(ConfigError) as err:
+        _load(tmp_path, text)
+    assert needle in str(err.value)
