@@ -254,19 +254,30 @@ def _normalized(text: str) -> tuple[str, list[int]]:
     return "".join(out), index
 
 
+def narrow(lm: LoadedModel, context: str, question: str, budget: int) -> tuple[list[Chunk], int, int]:
+    """The pieces of `context` the prompt shows (all of it when it fits `budget` tokens), the number
+    of chunks it was cut into, and how many of them were kept."""
+    if count_tokens(lm, context) <= budget:
+        return [Chunk(0, len(context))], 1, 1
+    chunks = chunk_text(context, lambda t: count_tokens(lm, t), CHUNK_TOKENS, CHUNK_OVERLAP)
+    pieces, kept = select_chunks(context, chunks, question, lambda t: count_tokens(lm, t), budget,
+                                 count_tokens(lm, GAP))
+    return pieces, len(chunks), kept
+
+
+def budget_for(lm: LoadedModel, question: str, max_new: int) -> int:
+    """Tokens of context the prompts have room for."""
+    overhead = max(generation.prompt_tokens(lm, chat_prompt(lm, messages("", question, ask)))
+                   for ask in (ANSWER_ASK, QUOTE_ASK))
+    return lm.context_length - overhead - max(max_new, QUOTE_TOKENS) - 8
+
+
 def generative(params: AskParams, lm: LoadedModel, ctx: RunContext) -> dict[str, Any]:
     max_new = params.max_tokens or MAX_TOKENS
-    overhead = max(generation.prompt_tokens(lm, chat_prompt(lm, messages("", params.question, ask)))
-                   for ask in (ANSWER_ASK, QUOTE_ASK))
-    budget = lm.context_length - overhead - max(max_new, QUOTE_TOKENS) - 8
+    budget = budget_for(lm, params.question, max_new)
     if budget < 32:
-        raise InputTooLong(overhead + max_new, lm.context_length, "the question and max_tokens")
-    chunks = pieces = [Chunk(0, len(params.context))]
-    kept = 1
-    if count_tokens(lm, params.context) > budget:
-        chunks = chunk_text(params.context, lambda t: count_tokens(lm, t), CHUNK_TOKENS, CHUNK_OVERLAP)
-        pieces, kept = select_chunks(params.context, chunks, params.question,
-                                     lambda t: count_tokens(lm, t), budget, count_tokens(lm, GAP))
+        raise InputTooLong(lm.context_length - budget + 32, lm.context_length, "the question and max_tokens")
+    pieces, chunks, kept = narrow(lm, params.context, params.question, budget)
     shown = GAP.join(params.context[c.start:c.end] for c in pieces)
     ctx.check_cancelled()
     reply = Reply(ctx.on_delta if params.stream else None)
@@ -293,7 +304,7 @@ def generative(params: AskParams, lm: LoadedModel, ctx: RunContext) -> dict[str,
         "answer": answer, "method": "generative", "supported": found is not None,
         "start": found[0] if found else None, "end": found[1] if found else None,
         "quote": params.context[found[0]:found[1]] if found else None,
-        "windows": len(chunks), "windows_kept": kept,
+        "windows": chunks, "windows_kept": kept,
         "finish_reason": gen.finish_reason,
         "usage": usage(prompt_used, completion_used),
         "run_ms": run_ms,
