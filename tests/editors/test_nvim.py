@@ -223,6 +223,8 @@ REAL_CASES = [
     "summarize: a window with a non-empty summary; p inserts it",
     "translate: replaces the selection as one undoable change",
     "classify: the top label is one of the candidates",
+    "ask: the answer streams into a window and its support is highlighted in a characterwise selection",
+    "ask: :Ember ask on the buffer, with the question as arguments; errors are shown",
     "daemon: a killed daemon is restarted and answers again",
     "warm: opening a Python file loads the completion model before the first keystroke",
     "classify: without labels, the daemon's default labels",

@@ -15,6 +15,14 @@ end, {
   end,
 })
 
+-- :[range]EmberAsk [question]: ask about the selection (the buffer without a range).
+vim.api.nvim_create_user_command("EmberAsk", function(cmd)
+  require("ember.tasks").ask({ range = cmd.range, line1 = cmd.line1, line2 = cmd.line2, fargs = cmd.fargs })
+end, { nargs = "*", range = true, desc = "Ember: ask a question about the selection or buffer" })
+-- <Plug>(ember-ask): in visual mode about the selection, in normal mode about the buffer.
+vim.keymap.set("x", "<Plug>(ember-ask)", ":EmberAsk<CR>", { silent = true, desc = "Ember: ask about the selection" })
+vim.keymap.set("n", "<Plug>(ember-ask)", "<Cmd>EmberAsk<CR>", { desc = "Ember: ask about the buffer" })
+
 -- Insert-mode <Plug> mappings for inline suggestions (:help ember-mappings); no key is mapped to
 -- them here. Without a suggestion they do nothing.
 for name, plug in pairs({

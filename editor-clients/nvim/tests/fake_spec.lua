@@ -86,14 +86,14 @@ end)
 
 H.case("command: :Ember completes its subcommands and languages", function()
   local subs = vim.fn.getcompletion("Ember ", "cmdline")
-  for _, s in ipairs({ "summarize", "translate", "classify", "tokens", "complete", "status", "restart", "log" }) do
+  for _, s in ipairs({ "summarize", "translate", "classify", "ask", "tokens", "complete", "status", "restart", "log" }) do
     H.ok(vim.tbl_contains(subs, s), "subcommand " .. s .. " in " .. vim.inspect(subs))
   end
   H.eq({ "tokens", "translate" }, vim.fn.getcompletion("Ember t", "cmdline"), "prefix t")
   H.ok(vim.tbl_contains(vim.fn.getcompletion("Ember translate Fr", "cmdline"), "French"), "language completion")
   local mark = H.mark()
   vim.cmd("Ember")
-  H.ok(H.note_matching(mark, "subcommands: classify, complete, log"), "bare :Ember lists the subcommands")
+  H.ok(H.note_matching(mark, "subcommands: ask, classify, complete, log"), "bare :Ember lists the subcommands")
   vim.cmd("Ember frobnicate")
   H.ok(H.note_matching(mark, 'unknown subcommand "frobnicate"'), "an unknown subcommand is named")
 end)
@@ -961,6 +961,9 @@ H.case("keys: no insert-mode key is mapped by default; default_keymaps opts in; 
   H.eq("", vim.fn.maparg("<Tab>", "i"), "<Tab>")
   for _, plug in ipairs({ "(ember-accept)", "(ember-accept-word)", "(ember-accept-line)", "(ember-dismiss)" }) do
     H.ok(next(vim.fn.maparg("<Plug>" .. plug, "i", false, true)) ~= nil, "<Plug>" .. plug .. " exists")
+  end
+  for _, mode in ipairs({ "n", "x" }) do
+    H.ok(next(vim.fn.maparg("<Plug>(ember-ask)", mode, false, true)) ~= nil, "<Plug>(ember-ask) exists in mode " .. mode)
   end
   ember.setup({ cmd = cmd, complete = { default_keymaps = true, keymaps = { accept_word = "<M-w>" } } })
   H.eq({ "<C-]>", "<M-Down>", "<M-l>", "<M-w>" }, ours(), "the default keys, one replaced")

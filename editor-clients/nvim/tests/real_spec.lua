@@ -156,6 +156,92 @@ H.case("classify: the top label is one of the candidates", function()
   H.ok(vim.api.nvim_win_get_config(f.win).title[1][1]:find("classify: " .. label, 1, true), "title names the label")
 end)
 
+local tower = {
+  "Café notes. The Eiffel Tower is a wrought-iron lattice tower in Paris, France.",
+  "It is named after the engineer Gustave Eiffel, whose company designed and built the tower.",
+  "The tower is 330 metres tall.",
+}
+
+-- The text of the buffer under the ask highlight (EmberAskSpan), or nil without one.
+local function ask_span(buf)
+  local ns = vim.api.nvim_get_namespaces().ember_ask
+  local marks = ns and vim.api.nvim_buf_get_extmarks(buf, ns, 0, -1, { details = true }) or {}
+  if #marks == 0 then
+    return nil
+  end
+  local m = marks[1]
+  H.eq("EmberAskSpan", m[4].hl_group, "highlight group")
+  return table.concat(vim.api.nvim_buf_get_text(buf, m[2], m[3], m[4].end_row, m[4].end_col, {}), "\n")
+end
+
+H.case("ask: the answer streams into a window and its support is highlighted in a characterwise selection", function()
+  setup() -- the same options: runs alone too (EMBER_TEST_ONLY)
+  local buf = H.buffer(tower)
+  local tasks = require("ember.tasks")
+  -- From "The Eiffel" on line 1 (after the multibyte "é") to the end of line 2.
+  vim.cmd("normal! 1G0fTv2G$")
+  vim.cmd("normal! \27")
+  local input = vim.ui.input
+  local prompted
+  vim.ui.input = function(opts, on_confirm)
+    prompted = opts.prompt
+    on_confirm("Who is the tower named after?")
+  end
+  vim.cmd("'<,'>EmberAsk")
+  vim.ui.input = input
+  H.eq("Ask: ", prompted, "the question is asked for")
+  local f = wait_float("the answer")
+  local r = f.result
+  H.ok(r and r.method == "generative", "a generative answer: " .. vim.inspect(r))
+  H.ok(vim.startswith(f.text, r.answer), "the window starts with the answer: " .. f.text)
+  H.ok(r.answer ~= "", "an answer")
+  if r.supported then
+    H.eq(r.quote, ask_span(buf), "the highlighted text is the quoted passage")
+    H.ok(f.text:find("Support (quoted from the text, highlighted)", 1, true), f.text)
+  else
+    H.eq(nil, ask_span(buf), "nothing highlighted without support")
+    H.ok(f.text:find("Not supported", 1, true), f.text)
+  end
+  f:close()
+  H.eq(nil, ask_span(buf), "closing the window drops the highlight")
+  -- Offsets are code points: a span after "é" and across lines lands on the right bytes.
+  vim.cmd("normal! 1G0fTv2G$")
+  vim.cmd("normal! \27")
+  local t = require("ember.text").target({ range = 2, line1 = 1, line2 = 2 }, "buffer")
+  local start = vim.fn.strchars(t.text:sub(1, t.text:find("Paris", 1, true) - 1))
+  local stop = vim.fn.strchars(t.text:sub(1, t.text:find("Gustave", 1, true) - 1)) + #"Gustave"
+  H.ok(tasks.highlight_span(t, { start = start, ["end"] = stop }), "a highlight")
+  H.eq("Paris, France.\nIt is named after the engineer Gustave", ask_span(buf), "the span across lines")
+  vim.api.nvim_buf_set_text(buf, 0, 0, 0, 0, { "x" }) -- before the text: it moves along
+  H.eq("Paris, France.\nIt is named after the engineer Gustave", (function()
+    tasks.highlight_span(t, { start = start, ["end"] = stop })
+    return ask_span(buf)
+  end)(), "the span after an edit before the text")
+  vim.api.nvim_buf_set_text(buf, 1, 0, 1, 0, { "x" }) -- inside the text: no longer the text asked about
+  H.eq(nil, tasks.highlight_span(t, { start = start, ["end"] = stop }), "no highlight once the text changed")
+  require("ember.text").release(t)
+end)
+
+H.case("ask: :Ember ask on the buffer, with the question as arguments; errors are shown", function()
+  H.buffer(tower)
+  vim.cmd("Ember ask How tall is the tower?")
+  local f = wait_float("the answer")
+  H.eq("generative", f.result.method, "method")
+  H.ok(f.result.windows == 1 and f.result.windows_kept == 1, "the whole buffer fit")
+  H.ok(vim.api.nvim_win_get_config(f.win).title[1][1]:find("ask: How tall is the tower?", 1, true), "title")
+  f:close()
+  local mark = H.mark()
+  require("ember").setup(vim.tbl_deep_extend("force", base, { ask = { method = "extractive" } }))
+  vim.cmd("Ember ask How tall is the tower?")
+  local failed = H.wait(function()
+    return ui.last and ui.last.failed and ui.last
+  end, GEN_MS, "the error")
+  H.ok(failed.text:find("extractive needs a question-answering model", 1, true), failed.text)
+  H.ok(H.note_matching(mark, "extractive needs"), "the error is reported")
+  failed:close()
+  setup()
+end)
+
 H.case("daemon: a killed daemon is restarted and answers again", function()
   local pid = daemon.info().pid
   local mark = H.mark()

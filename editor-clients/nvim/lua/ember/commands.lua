@@ -22,6 +22,7 @@ M.subcommands = {
       return require("ember.config").options.classify.labels or { "positive", "negative", "neutral" }
     end,
   },
+  ask = { desc = "ask a question about the selection or buffer", run = function(c) tasks().ask(c) end },
   tokens = { desc = "count the tokens of the selection or buffer", run = function(c) tasks().tokens(c) end },
   complete = {
     desc = "ask for an inline completion at the cursor",

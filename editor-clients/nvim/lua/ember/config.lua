@@ -34,6 +34,8 @@ M.defaults = {
   -- calibrate: nil sends nothing, so the daemon applies its measured default (docs/classify.md);
   -- true or false forces contextual calibration on or off.
   classify = { labels = nil, calibrate = nil, model = nil },
+  -- :Ember ask / :EmberAsk: method "auto" | "extractive" | "generative" (auto: by the model's kind).
+  ask = { method = "auto", max_tokens = nil, model = nil },
   tokens = {
     model = nil,
     debounce_ms = 500, -- statusline count: wait this long after the last change
@@ -179,6 +181,11 @@ M.schema = {
       return #v >= 2 and list_of_strings(v)
     end, "a list of at least 2 labels"),
     calibrate = leaf("boolean", true),
+    model = leaf("string", true),
+  },
+  ask = {
+    method = leaf("string", false, one_of("auto", "extractive", "generative")),
+    max_tokens = leaf("number", true, pos_int, "an integer >= 1"),
     model = leaf("string", true),
   },
   tokens = {

@@ -167,6 +167,112 @@ function M.classify(cmd)
   return req
 end
 
+local ask_ns = vim.api.nvim_create_namespace("ember_ask")
+
+--- Buffer position (0-based row, byte column) of code point `index` of `t`'s text, whose first
+--- character is at (row, col). The daemon counts offsets in code points (as Python does).
+local function position(t, row, col, index)
+  local byte = vim.fn.byteidxcomp(t.text, index)
+  if byte < 0 then
+    return nil
+  end
+  local before = t.text:sub(1, byte)
+  local lines = vim.split(before, "\n", { plain = true })
+  if #lines == 1 then
+    return row, col + #before
+  end
+  return row + #lines - 1, #lines[#lines]
+end
+
+--- Highlight the supporting span of an ask result in the buffer (EmberAskSpan), if the text it
+--- was asked about is still there unchanged. Returns the extmark id, or nil.
+function M.highlight_span(t, result)
+  if type(result.start) ~= "number" or type(result["end"]) ~= "number" then
+    return nil
+  end
+  local r, c, er, ec = text.range(t)
+  if not r or table.concat(vim.api.nvim_buf_get_text(t.buf, r, c, er, ec, {}), "\n") ~= t.text then
+    return nil
+  end
+  local sr, sc = position(t, r, c, result.start)
+  local fr, fc = position(t, r, c, result["end"])
+  if not sr or not fr then
+    return nil
+  end
+  vim.api.nvim_buf_clear_namespace(t.buf, ask_ns, 0, -1)
+  return vim.api.nvim_buf_set_extmark(t.buf, ask_ns, sr, sc, { end_row = fr, end_col = fc, hl_group = "EmberAskSpan" })
+end
+
+--- The ask result as the float shows it: the answer, then the supporting passage or why none.
+function M.format_answer(result)
+  local lines = { result.answer ~= "" and result.answer or "(no answer)", "" }
+  if result.supported and type(result.quote) == "string" then
+    local kind = result.method == "extractive" and ("span, score %.2f"):format(result.score or 0) or "quoted from the text"
+    table.insert(lines, ("Support (%s, highlighted):"):format(kind))
+    vim.list_extend(lines, vim.split("> " .. result.quote:gsub("\n", "\n> "), "\n", { plain = true }))
+  else
+    table.insert(lines, "Not supported: the passage the model quoted is not in the text.")
+  end
+  if result.windows_kept and result.windows and result.windows_kept < result.windows then
+    table.insert(lines, ("(read %d of %d parts of the text, the most relevant to the question)"):format(result.windows_kept, result.windows))
+  end
+  return table.concat(lines, "\n")
+end
+
+--- :Ember ask [question] / :[range]EmberAsk [question]: the answer streams into a float, and the
+--- passage that supports it is highlighted in the buffer until the float closes.
+---@param cmd ember.CmdInfo
+function M.ask(cmd)
+  local t = target_or_warn(cmd, "buffer")
+  if not t then
+    return
+  end
+  local o = config.options.ask
+  local function run(question)
+    question = question and vim.trim(question)
+    if not question or question == "" then
+      text.release(t)
+      return
+    end
+    local float = ui.open({ title = "ask: " .. question })
+    local req, mark
+    float.on_close = function()
+      daemon.cancel(req)
+      if mark and vim.api.nvim_buf_is_valid(t.buf) then
+        pcall(vim.api.nvim_buf_del_extmark, t.buf, ask_ns, mark)
+      end
+      text.release(t)
+    end
+    req = daemon.request("ask", {
+      question = question,
+      context = t.text,
+      method = o.method,
+      max_tokens = o.max_tokens,
+      model = o.model,
+      stream = true,
+    }, function(err, result)
+      if err then
+        float:fail(util.error_text(err))
+        util.report("ask", err)
+        return
+      end
+      mark = M.highlight_span(t, result)
+      float.result = result
+      float:finish(M.format_answer(result))
+    end, {
+      on_stream = function(delta)
+        float:append(delta)
+      end,
+    })
+    return req
+  end
+  local question = cmd and cmd.fargs and #cmd.fargs > 0 and table.concat(cmd.fargs, " ") or nil
+  if question then
+    return run(question)
+  end
+  vim.ui.input({ prompt = "Ask: " }, run)
+end
+
 --- :Ember tokens: token count of the selection, or of the whole buffer.
 ---@param cmd ember.CmdInfo
 function M.tokens(cmd)

@@ -24,6 +24,7 @@ M.hl = {
   EmberFooter = { link = "FloatFooter", default = true },
   EmberError = { link = "DiagnosticError", default = true },
   EmberGhost = { link = "Comment", default = true },
+  EmberAskSpan = { link = "Search", default = true },
 }
 
 function M.define_highlights()
