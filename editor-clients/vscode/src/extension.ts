@@ -17,6 +17,7 @@ import { OUTPUT_SCHEME, OutputDocuments } from './outputView';
 import * as protocol from './protocol';
 import { Settings, readSettings, sharedProbeArgs } from './settings';
 import { TokenCountStatus } from './statusBar';
+import { ask, askHighlightListeners } from './ask';
 import { Services, classify, copyResult, insertResult, replaceWithResult, summarize, translate } from './textCommands';
 import { showError } from './ui';
 import { Warmer } from './warm';
@@ -110,6 +111,8 @@ export function activate(context: vscode.ExtensionContext): EmberApi {
     vscode.commands.registerCommand('ember.summarize', () => summarize(services)),
     vscode.commands.registerCommand('ember.translate', () => translate(services)),
     vscode.commands.registerCommand('ember.classify', () => classify(services)),
+    vscode.commands.registerCommand('ember.ask', (question?: unknown) => ask(services, typeof question === 'string' ? question : undefined)),
+    ...askHighlightListeners(),
     vscode.commands.registerCommand('ember.insertResult', (uri?: unknown) => insertResult(services, uri)),
     vscode.commands.registerCommand('ember.replaceWithResult', (uri?: unknown) => replaceWithResult(services, uri)),
     vscode.commands.registerCommand('ember.copyResult', (uri?: unknown) => copyResult(services, uri)),

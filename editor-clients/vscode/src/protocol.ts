@@ -78,6 +78,7 @@ export const Summarize = request('summarize');
 export const Translate = request('translate');
 export const Classify = request('classify');
 export const Entities = request('entities');
+export const Ask = request('ask');
 export const DaemonStatus = request0('daemon/status');
 export const ModelsList = request0('models/list');
 export const ModelsLoad = request('models/load');
