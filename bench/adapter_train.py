@@ -22,6 +22,7 @@ import inspect
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 import tempfile
@@ -106,6 +107,24 @@ def held_out(path: Path, split: float, seed: int) -> list[dict[str, str]]:
     return [lines[i] for i in _split(len(lines), split, seed)]
 
 
+WORD = re.compile(r"[a-z0-9]+")
+
+
+def word_f1(text: str, reference: str) -> float:
+    """Overlap of lower-cased words with the docstring's own summary line (SQuAD-style F1)."""
+    got, want = WORD.findall(text.lower()), WORD.findall(reference.lower())
+    common = sum(min(got.count(w), want.count(w)) for w in set(got))
+    if not common:
+        return 0.0
+    precision, recall = common / len(got), common / len(want)
+    return 2 * precision * recall / (precision + recall)
+
+
+def summary_form(text: str) -> bool:
+    """Shaped like a docstring summary: one line, a sentence of at most 110 characters."""
+    return "\n" not in text and 10 <= len(text) <= 110 and text.endswith(".")
+
+
 def greedy(folder: Path, adapter: Path, examples: list[dict[str, str]], threads: int) -> list[dict[str, str]]:
     import torch
     from peft import PeftModel
@@ -141,7 +160,10 @@ def main() -> int:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--eval-split", type=float, default=0.1)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (daemon.threads)")
-    ap.add_argument("--show", type=int, default=3, help="held-out examples to generate before/after")
+    ap.add_argument("--show", type=int, default=3, help="held-out examples to print before/after")
+    ap.add_argument("--score", type=int, default=30,
+                    help="held-out examples to generate greedily before/after and score (0: none)")
+    ap.add_argument("--adapter", help="score this adapter (trained on this data) instead of training")
     ap.add_argument("--out", help="adapter folder (default: a temporary one)")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
@@ -150,53 +172,77 @@ def main() -> int:
         print(f"data: {build_data(DATA, args.examples)} examples -> {DATA}")
     examples = sum(1 for line in DATA.read_text().splitlines() if line.strip())
     tmp = tempfile.TemporaryDirectory(prefix="ember-adapter-bench-")
-    out = Path(args.out) if args.out else Path(tmp.name) / "adapter"
+    figures: dict[str, Any] = {"examples": examples, "cpus": os.cpu_count(), "threads": args.threads}
+    if args.adapter:
+        out = Path(args.adapter)
+    else:
+        out = Path(args.out) if args.out else Path(tmp.name) / "adapter"
+        figures.update(train_figures(args, out))
+    meta = json.loads((out / "ember_adapter.json").read_text())
+    held = held_out(DATA, args.eval_split, 0)[:max(args.score, args.show)]
+    if held:
+        started = time.monotonic()
+        shown: list[dict[str, Any]] = list(greedy(Path(meta["base"]["folder"]), out, held, args.threads))
+        for item in shown:
+            item["f1_before"] = round(word_f1(item["before"], item["reference"]), 3)
+            item["f1_after"] = round(word_f1(item["after"], item["reference"]), 3)
+        n = len(shown)
+        figures["greedy"] = {
+            "examples": n, "seconds": round(time.monotonic() - started, 1),
+            "word_f1_before": round(sum(i["f1_before"] for i in shown) / n, 3),
+            "word_f1_after": round(sum(i["f1_after"] for i in shown) / n, 3),
+            "summary_form_before": sum(summary_form(i["before"]) for i in shown),
+            "summary_form_after": sum(summary_form(i["after"]) for i in shown),
+            "items": shown,
+        }
+        g = figures["greedy"]
+        print(f"greedy on {n} held-out prompts: word F1 vs the docstring {g['word_f1_before']} -> "
+              f"{g['word_f1_after']}; docstring-shaped answers {g['summary_form_before']}/{n} -> "
+              f"{g['summary_form_after']}/{n}")
+        for item in shown[:args.show]:
+            print(f"\n{item['prompt']}\n  reference: {item['reference']}\n  before:    {item['before']}\n"
+                  f"  after:     {item['after']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    tmp.cleanup()
+    return 0
+
+
+def train_figures(args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """Run the command once and read its JSON progress."""
     cmd = [EMBER, "adapter", "train", str(DATA), "--out", str(out), "--json-progress", "--epochs",
            str(args.epochs), "--lr", str(args.lr), "--eval-split", str(args.eval_split),
            "--threads", str(args.threads)]
     if args.max_steps:
         cmd += ["--max-steps", str(args.max_steps)]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    load1 = os.getloadavg()[0]
+    load_start = os.getloadavg()[0]
     started = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     wall = time.monotonic() - started
     if proc.returncode != 0:
         sys.stderr.write(proc.stderr)
-        return proc.returncode
+        sys.exit(proc.returncode)
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     start = next(e for e in events if e["event"] == "start")
     done = next(e for e in events if e["event"] == "done")
     steps = [e for e in events if e["event"] == "step"]
     train_s = steps[-1]["elapsed_s"] if steps else 0.0
-    meta = json.loads((out / "ember_adapter.json").read_text())
-    folder = Path(meta["base"]["folder"])
-    shown = greedy(folder, out, held_out(DATA, args.eval_split, 0)[:args.show], args.threads) if args.show else []
-
+    before, after = done["eval_loss_before"], done["eval_loss_after"]
     figures = {
-        "examples": examples, "train_rows": start["train_rows"], "eval_rows": start["eval_rows"],
-        "steps": done["steps"], "epochs": args.epochs, "lr": args.lr, "threads": args.threads,
-        "command_wall_s": round(wall, 1), "training_s": train_s,
+        "train_rows": start["train_rows"], "eval_rows": start["eval_rows"], "steps": done["steps"],
+        "epochs": args.epochs, "lr": args.lr, "command_wall_s": round(wall, 1), "training_s": train_s,
         "steps_per_s": round(len(steps) / train_s, 3) if train_s else None,
-        "eval_loss_before": done["eval_loss_before"], "eval_loss_after": done["eval_loss_after"],
-        "loss_ratio_after_before": round(done["eval_loss_after"] / done["eval_loss_before"], 3)
-        if done["eval_loss_before"] and done["eval_loss_after"] else None,
-        "load_average_at_start": round(load1, 2), "load_average_at_end": round(os.getloadavg()[0], 2),
-        "cpus": os.cpu_count(), "greedy": shown,
+        "eval_loss_before": before, "eval_loss_after": after,
+        "loss_ratio_after_before": round(after / before, 3) if before and after else None,
+        "load_average_at_start": round(load_start, 2), "load_average_at_end": round(os.getloadavg()[0], 2),
     }
-    print(f"{examples} examples ({start['train_rows']} train / {start['eval_rows']} held out), "
-          f"{done['steps']} steps, {args.threads} thread(s), load {figures['load_average_at_start']} -> "
+    print(f"{start['train_rows']} train / {start['eval_rows']} held out, {done['steps']} steps, "
+          f"{args.threads} thread(s), load average {figures['load_average_at_start']} -> "
           f"{figures['load_average_at_end']}")
-    print(f"command {figures['command_wall_s']} s (training {train_s} s, {figures['steps_per_s']} steps/s)")
-    print(f"held-out loss {done['eval_loss_before']:.4f} -> {done['eval_loss_after']:.4f} "
-          f"(x{figures['loss_ratio_after_before']})")
-    for item in shown:
-        print(f"\n{item['prompt']}\n  reference: {item['reference']}\n  before:    {item['before']}\n"
-              f"  after:     {item['after']}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
-    tmp.cleanup()
-    return 0
+    print(f"command {figures['command_wall_s']} s (training steps {train_s} s, {figures['steps_per_s']} steps/s)")
+    print(f"held-out loss {before:.4f} -> {after:.4f} (x{figures['loss_ratio_after_before']})")
+    return figures
 
 
 if __name__ == "__main__":

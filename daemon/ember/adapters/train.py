@@ -324,14 +324,15 @@ def train(model_folder: str | Path, data_path: str | Path, out_dir: str | Path, 
     torch.set_num_threads(torch_threads(opts.threads))
     dtype, bf16, fp16 = _dtype_and_precision(device, opts.dtype)
 
-    train_idx = [i for i, e in enumerate(prep.train.examples) if e.line in set(prep.train_lines)]
+    kept = set(prep.train_lines)
+    train_idx = [i for i, e in enumerate(prep.train.examples) if e.line in kept]
     train_examples = [prep.train.examples[i] for i in train_idx]
     train_ds = _dataset(prep.train.path, train_idx, train_examples, prep.chat)
     eval_ds = None
     if prep.eval_source == "file" and prep.eval_examples is not None:
         eval_ds = _dataset(prep.eval_examples.path, None, prep.eval, prep.chat)
     elif prep.eval_source == "split":
-        held_idx = [i for i, e in enumerate(prep.train.examples) if e.line not in set(prep.train_lines)]
+        held_idx = [i for i, e in enumerate(prep.train.examples) if e.line not in kept]
         eval_ds = _dataset(prep.train.path, held_idx, prep.eval, prep.chat)
 
     set_seed(opts.seed)
