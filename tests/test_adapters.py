@@ -78,11 +78,8 @@ def test_each_adapter_gives_its_trained_answer_and_switching_never_mixes_state(d
         for other, mark in MARK.items():
             if mark is not None:
                 assert (mark in text) == (other == adapter), (adapter, text)
-        if adapter:
-            assert result["adapter"]["name"] == adapter
-            assert result["adapter"]["engine"] == "transformers"
-            note = result["adapter"]["engine_note"]
-            assert (note is not None) == (daemon.engine == "onnxruntime"), note
+        if adapter:  # on the model's own engine (onnxruntime: its graph with LoRA inputs)
+            assert result["adapter"] == {"name": adapter, "engine": daemon.engine, "engine_note": None}
         else:
             assert "adapter" not in result
 
@@ -104,10 +101,12 @@ def test_kv_state_is_reused_within_an_adapter_only(daemon):
     assert listed["bluefin"]["rank"] == 8 and "q_proj" in listed["bluefin"]["target_modules"]
     if daemon.engine == "transformers":  # one engine, one cache: the adapters' entries are tagged
         assert {"", "bluefin", "pirate"} <= tagged
-    else:  # the onnxruntime graph keeps the base model's; the copy's cache holds the adapters'
+    else:  # the graph without LoRA inputs keeps the base model's; the other graph's, the adapters'
         assert tagged == {""}
+        assert listed["bluefin"]["engine"] == "onnxruntime"
 
 
+@pytest.mark.parametrize("daemon", ["transformers"], indirect=True)  # the float32 reference
 def test_the_daemon_answers_as_peft_does(daemon, adapters, smollm2_folder, one_torch_thread):
     """Greedy output with an adapter is the one of peft's own model on the same weights."""
     import torch
@@ -204,3 +203,25 @@ def test_bad_adapters_are_refused_and_change_nothing(adapters, smollm2_folder, t
         assert bad_name["error"]["code"] == -32602
     finally:
         d.kill()
+
+
+@pytest.mark.parametrize("daemon", ["onnxruntime"], indirect=True)
+def test_an_adapter_the_lora_graph_cannot_take_runs_on_a_transformers_copy(daemon, smollm2_folder, tmp_path,
+                                                                          one_torch_thread):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    dora = get_peft_model(AutoModelForCausalLM.from_pretrained(smollm2_folder, dtype=torch.float32),
+                          LoraConfig(r=2, lora_alpha=4, use_dora=True, target_modules=["q_proj", "v_proj"]))
+    dora.save_pretrained(tmp_path / "dora")
+    model = daemon.call("models/load", {"model": "default", "adapter": "dora", "source": str(tmp_path / "dora")})["model"]
+    entry = next(a for a in model["adapters"] if a["name"] == "dora")
+    assert entry["loaded"] and entry["engine"] == "transformers"
+    assert "use_dora" in entry["engine_note"] and "onnxruntime" in entry["engine_note"]
+    result = ask(daemon, "dora")
+    assert result["adapter"]["engine"] == "transformers" and result["text"]
+    assert "Bluefin" in ask(daemon, "bluefin")["text"]  # the others stay on onnxruntime
+    assert ask(daemon, "bluefin")["adapter"]["engine"] == "onnxruntime"
+    assert daemon.call("models/unload", {"model": "default", "adapter": "dora"}) == {"unloaded": True}

@@ -100,8 +100,10 @@ class AdapterInfo(TypedDict):
     name: str
     source: Annotated[str, "its folder or hub id"]
     loaded: Annotated[bool, "loaded now (adapters load at their first request or models/load)"]
-    engine: NotRequired[Literal["transformers"]]
-    engine_note: NotRequired[Annotated[str | None, "why requests with it run on another engine than the model's"]]
+    engine: NotRequired[Annotated[Literal["onnxruntime", "transformers"], (
+        "what runs it: the model's engine (onnxruntime: its graph with LoRA inputs), or a "
+        "transformers copy of the model")]]
+    engine_note: NotRequired[Annotated[str | None, "why it runs on another engine than the model's"]]
     rank: NotRequired[int | None]
     alpha: NotRequired[float | None]
     target_modules: NotRequired[list[str]]
@@ -112,7 +114,7 @@ class AdapterUse(TypedDict):
     """The LoRA adapter a generative request ran with."""
 
     name: str
-    engine: Literal["transformers"]
+    engine: Literal["onnxruntime", "transformers"]
     engine_note: Annotated[str | None, "why it ran on another engine than the model's"]
 
 

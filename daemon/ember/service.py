@@ -165,8 +165,7 @@ class Service:
             if completion and run_ms > 0:
                 timings["tokens_per_second"] = round(completion / (run_ms / 1000), 2)
             if run_ctx.adapter:
-                result["adapter"] = {"name": run_ctx.adapter, "engine": "transformers",
-                                     "engine_note": lm.adapters.note}
+                result["adapter"] = lm.adapters.use(run_ctx.adapter)
             return {**result, "model": model_name, "timings": timings}
 
         future = worker.submit(job, label, client, priority)

@@ -47,6 +47,11 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "OgaTensorGetShape": ([_P, ctypes.POINTER(ctypes.c_int64), _SIZE], _P),
     "OgaTensorGetData": ([_P, ctypes.POINTER(_P)], _P),
     "OgaDestroyTensor": ([_P], None),
+    "OgaCreateAdapters": ([_P, ctypes.POINTER(_P)], _P),
+    "OgaLoadAdapter": ([_P, ctypes.c_char_p, ctypes.c_char_p], _P),
+    "OgaUnloadAdapter": ([_P, ctypes.c_char_p], _P),
+    "OgaDestroyAdapters": ([_P], None),
+    "OgaSetActiveAdapter": ([_P, _P, ctypes.c_char_p], _P),
 }
 
 _lib: ctypes.CDLL | None = None
@@ -117,6 +122,22 @@ class Model(_Handle):
         super().__init__(model, "OgaDestroyModel")
 
 
+class Adapters(_Handle):
+    """LoRA adapters (.onnx_adapter files) of a model exported with LoRA inputs."""
+
+    def __init__(self, model: Model):
+        adapters = _P()
+        _check(library().OgaCreateAdapters(model.handle, ctypes.byref(adapters)))
+        super().__init__(adapters, "OgaDestroyAdapters")
+        self._model = model
+
+    def load(self, path: Path, name: str) -> None:
+        _check(library().OgaLoadAdapter(self.handle, str(path).encode(), name.encode()))
+
+    def unload(self, name: str) -> None:
+        _check(library().OgaUnloadAdapter(self.handle, name.encode()))
+
+
 class Generator(_Handle):
     """One sequence's KV state (up to `max_length` tokens) and the logits of its last forward."""
 
@@ -153,6 +174,11 @@ class Generator(_Handle):
 
     def rewind(self, length: int) -> None:
         _check(library().OgaGenerator_RewindTo(self.handle, length))
+
+    def set_active_adapter(self, adapters: Adapters, name: str) -> None:
+        """Run every later forward pass with LoRA adapter `name` (before the first one)."""
+        _check(library().OgaSetActiveAdapter(self.handle, adapters.handle, name.encode()))
+        self._adapters = adapters  # they outlive the generator
 
     def token_count(self) -> int:
         """How many tokens' state the generator holds."""

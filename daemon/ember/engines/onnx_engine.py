@@ -9,6 +9,7 @@ MatMulNBits kernels read 4-bit weights, where float32 decoding is bound by memor
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ CAPACITY_HEADROOM = 256
 class OnnxRuntimeEngine(LocalEngine):
     name = "onnxruntime"
 
-    def __init__(self, folder: Path, threads: int, kv_bytes_per_token: int | None = None):
+    def __init__(self, folder: Path, threads: int, kv_bytes_per_token: int | None = None,
+                 graph: str = "model.onnx"):
         self.folder = folder
         genai = json.loads((folder / "genai_config.json").read_text())
         model = genai["model"]
@@ -39,13 +41,14 @@ class OnnxRuntimeEngine(LocalEngine):
         # No memory arena: it keeps each prefill chunk's peak (its logits alone are 50 MB) for good.
         # Measured with the keystroke replay: 560 MB resident instead of 625, decode unchanged, a cold
         # 1,300-token prefill 4% slower.
-        self.model: oga.Model | None = oga.Model(folder, {"model": {"decoder": {"session_options": {
+        self.model: oga.Model | None = oga.Model(folder, {"model": {"decoder": {"filename": graph, "session_options": {
             "intra_op_num_threads": threads, "inter_op_num_threads": 1, "enable_cpu_mem_arena": False}}}})
         # The conversion records the KV element size; CPU models keep their KV cache in float32.
         self.kv_bytes_per_token = kv_bytes_per_token or (
             2 * int(decoder["num_hidden_layers"]) * int(decoder["num_key_value_heads"])
             * int(decoder["head_size"]) * 4)
-        self._weights = sum(f.stat().st_size for f in folder.glob("*.onnx*"))
+        self._weights = sum(f.stat().st_size for f in [folder / graph, *folder.glob("*.onnx.data")]
+                            if f.is_file())
         self.threads = threads
 
     def new_sequence(self, capacity: int) -> Sequence:
@@ -68,6 +71,45 @@ class OnnxRuntimeEngine(LocalEngine):
             self.model = None
 
 
+class OnnxLoraEngine(OnnxRuntimeEngine):
+    """The same converted model through its graph with LoRA inputs (models/onnx_lora.py), for
+    requests with an adapter: each sequence runs with the adapter the prefix cache gave it."""
+
+    name = "onnxruntime"
+
+    def __init__(self, folder: Path, graph: str, threads: int, kv_bytes_per_token: int | None = None):
+        super().__init__(folder, threads, kv_bytes_per_token, graph=graph)
+        assert self.model is not None
+        self.adapters: oga.Adapters | None = oga.Adapters(self.model)
+        self.adapter_bytes: dict[str, int] = {}
+        self.groups: dict[str, Any] = {}  # models.onnx_lora.Group by input prefix (set by the loader)
+        self._files = tempfile.TemporaryDirectory(prefix="ember-lora-")  # the .onnx_adapter files
+
+    def adapter_file(self, name: str) -> Path:
+        return Path(self._files.name) / f"{name}.onnx_adapter"
+
+    def load_adapter(self, name: str, nbytes: int) -> None:
+        """Load adapter_file(name), written by the caller."""
+        assert self.adapters is not None
+        self.adapters.load(self.adapter_file(name), name)
+        self.adapter_bytes[name] = nbytes
+
+    def drop_adapter(self, name: str) -> None:
+        if self.adapter_bytes.pop(name, None) is not None and self.adapters is not None:
+            self.adapters.unload(name)
+            self.adapter_file(name).unlink(missing_ok=True)
+
+    def weight_bytes(self) -> int:
+        return super().weight_bytes() + sum(self.adapter_bytes.values())
+
+    def close(self) -> None:
+        if self.adapters is not None:
+            self.adapters.close()
+            self.adapters = None
+        super().close()
+        self._files.cleanup()
+
+
 class OnnxSequence(Sequence):
     def __init__(self, engine: OnnxRuntimeEngine, capacity: int):
         super().__init__(capacity)
@@ -75,9 +117,17 @@ class OnnxSequence(Sequence):
             raise oga.OgaError("the model was unloaded")
         self.generator: oga.Generator | None = oga.Generator(engine.model, capacity)
         self._bytes = capacity * engine.kv_bytes_per_token
+        self._engine = engine
+        self._adapter_set = False
 
     def _forward(self, ids: list[int], all_logits: bool) -> np.ndarray:
         assert self.generator is not None, "append on a freed sequence"
+        if self.adapter and not self._adapter_set:  # the prefix cache names it before the first forward
+            adapters = getattr(self._engine, "adapters", None)
+            if adapters is None:
+                raise oga.OgaError(f"adapter '{self.adapter}' on a graph without LoRA inputs")
+            self.generator.set_active_adapter(adapters, self.adapter)
+            self._adapter_set = True
         self.generator.append(ids)
         if all_logits:
             return self.generator.output("logits")[0, -len(ids):]

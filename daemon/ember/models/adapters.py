@@ -1,12 +1,13 @@
 """LoRA adapters (peft) of a loaded causal LM: find and check their files, load them on first use
-into the engine that runs them, and hand out that engine's sequences for a request's adapter.
+into an engine that runs them, and hand out that engine's sequences for a request's adapter.
 
-The transformers engine runs adapters itself. onnxruntime runs the GGUF's own blocks, a graph with
-no LoRA inputs, so requests with an adapter run on a transformers copy of the same weights, loaded
-once with the first adapter; `engine_note` says so. Switching adapters never reloads anything: each
-forward pass runs with its sequence's adapter, and the prefix cache reuses KV state only within one
-adapter. Adapter files are read as safetensors, never unpickled (unless the model's `allow_pickle`),
-and nothing in an adapter folder is executed.
+The transformers engine runs adapters itself (peft's LoRA layers). An onnxruntime model runs them
+on a second graph of the same model with LoRA inputs (models/onnx_lora.py), so requests without an
+adapter keep the graph without them; an adapter that graph cannot take (LoRA on the embeddings,
+DoRA, ...) runs on a transformers copy of the same weights, and `engine_note` says why. Switching
+adapters never reloads anything: each sequence runs with its own adapter, and the prefix cache
+reuses KV state only within one adapter. Adapter files are read as safetensors, never unpickled
+(unless the model's `allow_pickle`), and nothing in an adapter folder is executed.
 """
 
 from __future__ import annotations
@@ -28,8 +29,6 @@ log = logging.getLogger(__name__)
 CONFIG_FILE = "adapter_config.json"
 WEIGHTS_FILE = "adapter_model.safetensors"
 PICKLED_FILE = "adapter_model.bin"
-COPY_NOTE = ("adapters run on a transformers copy of the same weights (float32): this model's "
-             "onnxruntime graph has no LoRA inputs")
 
 
 @dataclass(frozen=True)
@@ -110,44 +109,80 @@ def _read_weights(files: AdapterFiles) -> dict[str, Any]:
     return torch.load(files.folder / PICKLED_FILE, map_location="cpu", weights_only=True)
 
 
-class AdapterSequences:
-    """The prefix cache of the engine that runs adapters, for one adapter (a SequenceSource)."""
+class Runner:
+    """An engine that runs adapters, with its prefix cache. `owned`: loaded for the adapters (a
+    second graph or a copy), so its memory is theirs and it closes with them."""
 
-    def __init__(self, adapters: Adapters, name: str):
+    def __init__(self, engine: Any, prefix_cache: Any, owned: bool, extra_bytes: int = 0):
+        self.engine, self.prefix_cache, self.owned, self.extra_bytes = engine, prefix_cache, owned, extra_bytes
+
+    @property
+    def name(self) -> str:
+        return str(self.engine.name)
+
+    def add(self, name: str, files: AdapterFiles, weights: dict[str, Any]) -> None:
+        """Raises onnx_lora.Unsupported (another engine may take it) or ValueError (it does not fit)."""
+        if self.name == "onnxruntime":
+            from . import onnx_lora
+
+            inputs = onnx_lora.adapter_inputs(self.engine.groups, files.config, weights)
+            onnx_lora.write_adapter(inputs, self.engine.adapter_file(name))
+            self.engine.load_adapter(name, sum(v.nbytes for v in inputs.values()))
+        else:
+            self.engine.add_adapter(name, files.config, weights)
+
+    def drop(self, name: str) -> None:
+        self.prefix_cache.drop_adapter(name)
+        self.engine.drop_adapter(name)
+
+    @property
+    def resident_bytes(self) -> int:
+        adapters = sum(self.engine.adapter_bytes.values())
+        return adapters + (self.extra_bytes + self.prefix_cache.nbytes if self.owned else 0)
+
+    def close(self) -> None:
+        if self.owned:
+            self.prefix_cache.clear()
+            self.engine.close()
+
+
+class AdapterSequences:
+    """The prefix cache of the engine that runs an adapter, for that adapter (a SequenceSource)."""
+
+    def __init__(self, adapters: Adapters, name: str, runner: Runner):
         self._adapters = adapters
+        self._runner = runner
         self.name = name
 
     @contextmanager
     def sequence_for(self, prompt: list[int], capacity: int, owner: str = "",
                      priority: str = "normal") -> Iterator[Any]:
         with self._adapters.using(self.name), \
-                self._adapters.prefix_cache.sequence_for(prompt, capacity, owner, priority, self.name) as got:
+                self._runner.prefix_cache.sequence_for(prompt, capacity, owner, priority, self.name) as got:
             yield got
+
+
+RunnerFactory = Callable[[], Runner]
 
 
 class Adapters:
     """The adapters of one loaded causal LM. Used on the model's worker, status from any thread."""
 
     def __init__(self, model_name: str, specs: Callable[[], dict[str, AdapterSettings]], allow_pickle: bool,
-                 own: tuple[Any, Any] | None, load_copy: Callable[[], tuple[Any, Any, int]] | None):
-        """`specs`: the adapters configured or added (the registry's). `own`: the model's
-        (engine, prefix cache) when it runs adapters itself; else `load_copy` loads a transformers
-        copy and returns its (engine, prefix cache, weight bytes)."""
+                 runners: list[tuple[str, RunnerFactory]]):
+        """`specs`: the adapters configured or added (the registry's). `runners`: (kind, factory) of
+        the engines that can run adapters, tried in order: an adapter runs on the first that takes
+        it. A factory is called once, at the first adapter that needs it."""
         self.model_name = model_name
         self._specs = specs
         self._allow_pickle = allow_pickle
-        self._load_copy = load_copy
-        self.engine: Any = own[0] if own is not None else None
-        self.prefix_cache: Any = own[1] if own is not None else None
-        self.note = None if own is not None else COPY_NOTE
-        self.copy_bytes = 0
-        self._files: dict[str, AdapterFiles] = {}  # loaded: name -> its files
+        self._factories = runners
+        self._runners: dict[str, Runner] = {}
+        self._broken: dict[str, str] = {}  # runners that failed to load, and why
+        self._loaded: dict[str, tuple[AdapterFiles, Runner, str | None]] = {}  # name -> files, runner, note
         self._users: dict[str, int] = {}
         self._dropping: set[str] = set()
         self._lock = threading.Lock()
-
-    def known(self) -> dict[str, AdapterSettings]:
-        return self._specs()
 
     def check_name(self, name: str) -> None:
         if name and name not in self._specs():
@@ -156,41 +191,67 @@ class Adapters:
     def sequences(self, name: str) -> AdapterSequences:
         """Where a request with adapter `name` runs, the adapter loaded first if needed. Worker only."""
         self.load(name)
-        return AdapterSequences(self, name)
+        return AdapterSequences(self, name, self._loaded[name][1])
+
+    def use(self, name: str) -> dict[str, Any]:
+        """What a result says of the adapter it ran with."""
+        _, runner, note = self._loaded[name]
+        return {"name": name, "engine": runner.name, "engine_note": note}
 
     def load(self, name: str) -> None:
-        """Load adapter `name` (and the transformers copy with the first). Raises ModelLoadError or
+        """Load adapter `name` on the first engine that takes it. Raises ModelLoadError or
         InvalidParams, leaving everything loaded before as it was. Worker only."""
         self.check_name(name)
-        if name in self._files and name not in self._dropping:
-            return
-        if name in self._dropping:  # unloaded while a request used it, then asked for again
-            with self._lock:
-                self._dropping.discard(name)
-            return
+        with self._lock:
+            if name in self._loaded:
+                self._dropping.discard(name)  # unloaded while a request used it, then asked for again
+                return
         files = resolve(name, self._specs()[name], self._allow_pickle)
         try:
             weights = _read_weights(files)
         except Exception as exc:  # noqa: BLE001 - a damaged file
             raise ModelLoadError(f"adapter '{name}': could not read its weights: {exc}") from exc
-        if self.engine is None:
-            assert self._load_copy is not None
-            log.info("Loading a transformers copy of %s for its adapters", self.model_name)
-            self.engine, self.prefix_cache, self.copy_bytes = self._load_copy()
-        try:
-            self.engine.add_adapter(name, files.config, weights)
-        except ValueError as exc:
-            raise ModelLoadError(f"adapter '{name}' does not fit model '{self.model_name}': {exc}",
-                                 {"adapter": name}) from exc
-        with self._lock:
-            self._files[name] = files
-        log.info("Loaded adapter %s of %s (rank %s, %s)", name, self.model_name, files.rank,
-                 ", ".join(files.target_modules))
+        from .onnx_lora import Unsupported
+
+        skipped: list[str] = []
+        for kind, _ in self._factories:
+            runner = self._runner(kind)
+            if runner is None:
+                skipped.append(f"{kind}: {self._broken[kind]}")
+                continue
+            try:
+                runner.add(name, files, weights)
+            except Unsupported as exc:
+                skipped.append(f"{kind} takes no {exc}")
+                continue
+            except ValueError as exc:
+                raise ModelLoadError(f"adapter '{name}' does not fit model '{self.model_name}': {exc}",
+                                     {"adapter": name}) from exc
+            note = f"runs on {kind}: {'; '.join(skipped)}" if skipped else None
+            with self._lock:
+                self._loaded[name] = (files, runner, note)
+            log.info("Loaded adapter %s of %s on %s (rank %s, %s)%s", name, self.model_name, kind, files.rank,
+                     ", ".join(files.target_modules), f"; {note}" if note else "")
+            return
+        raise ModelLoadError(f"adapter '{name}': no engine of model '{self.model_name}' can run it "
+                             f"({'; '.join(skipped)})", {"adapter": name})
+
+    def _runner(self, kind: str) -> Runner | None:
+        if kind not in self._runners and kind not in self._broken:
+            factory = dict(self._factories)[kind]
+            try:
+                self._runners[kind] = factory()
+            except ModelLoadError as exc:
+                self._broken[kind] = exc.message
+            except Exception as exc:  # noqa: BLE001 - the next engine may still run adapters
+                log.exception("Could not prepare %s for the adapters of %s", kind, self.model_name)
+                self._broken[kind] = f"{type(exc).__name__}: {exc}"
+        return self._runners.get(kind)
 
     def unload(self, name: str) -> bool:
         """Drop adapter `name` now, or when the last request using it ends. Worker only."""
         with self._lock:
-            if name not in self._files or name in self._dropping:
+            if name not in self._loaded or name in self._dropping:
                 return False
             if self._users.get(name):
                 self._dropping.add(name)
@@ -200,12 +261,9 @@ class Adapters:
 
     def _drop(self, name: str) -> None:
         with self._lock:
-            self._files.pop(name, None)
+            _, runner, _ = self._loaded.pop(name)
             self._dropping.discard(name)
-        if self.prefix_cache is not None:
-            self.prefix_cache.drop_adapter(name)
-        if self.engine is not None:
-            self.engine.drop_adapter(name)
+        runner.drop(name)
         log.info("Unloaded adapter %s of %s", name, self.model_name)
 
     @contextmanager
@@ -223,34 +281,35 @@ class Adapters:
 
     @property
     def resident_bytes(self) -> int:
-        """What adapters add to the model's memory: the copy, its KV state, the adapters' weights."""
-        own_cache = self.note is None  # the model's own prefix cache is counted with the model
-        cache = self.prefix_cache.nbytes if self.prefix_cache is not None and not own_cache else 0
-        adapters = sum(self.engine.adapter_bytes.values()) if self.engine is not None else 0
-        return self.copy_bytes + cache + adapters
+        """What adapters add to the model's memory: their weights, and the second graph or copy
+        that runs them with its KV state."""
+        return sum(r.resident_bytes for r in list(self._runners.values()))
 
     def describe(self) -> list[dict[str, Any]]:
         with self._lock:
-            loaded = {n: f for n, f in self._files.items() if n not in self._dropping}
-        sizes = dict(self.engine.adapter_bytes) if self.engine is not None else {}
-        return [describe_one(name, spec, loaded.get(name), sizes.get(name), self.note)
-                for name, spec in self._specs().items()]
+            loaded = {n: v for n, v in self._loaded.items() if n not in self._dropping}
+        out = []
+        for name, spec in self._specs().items():
+            if name in loaded:
+                files, runner, note = loaded[name]
+                out.append(describe_one(name, spec, files, runner.engine.adapter_bytes.get(name, 0),
+                                        runner.name, note))
+            else:
+                out.append(describe_one(name, spec, None, None, None, None))
+        return out
 
     def close(self) -> None:
-        if self.note is not None:  # the copy is ours to close; the model's own engine is not
-            if self.prefix_cache is not None:
-                self.prefix_cache.clear()
-            if self.engine is not None:
-                self.engine.close()
-        self.engine = self.prefix_cache = None
-        self._files.clear()
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
+        self._loaded.clear()
 
 
 def describe_one(name: str, spec: AdapterSettings, files: AdapterFiles | None, nbytes: int | None,
-                 note: str | None) -> dict[str, Any]:
+                 engine: str | None, note: str | None) -> dict[str, Any]:
     entry: dict[str, Any] = {"name": name, "source": spec.source, "loaded": files is not None}
     if files is not None:
-        entry.update({"engine": "transformers", "engine_note": note, "rank": files.rank,
+        entry.update({"engine": engine, "engine_note": note, "rank": files.rank,
                       "alpha": files.alpha, "target_modules": files.target_modules,
                       "memory_bytes": nbytes or 0})
     return entry

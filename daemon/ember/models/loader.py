@@ -319,6 +319,24 @@ def _load_transformers(name: str, settings: ModelSettings, folder: Path, device:
     return loaded
 
 
+def load_onnx_lora(lm: LoadedModel) -> tuple[Any, Any]:
+    """The onnxruntime model `lm` again, through its graph with LoRA inputs (written once next to
+    the converted model), for requests with an adapter: (engine, prefix cache)."""
+    from ..engines.onnx_engine import OnnxLoraEngine
+    from ..engines.prefix_cache import PrefixCache
+    from . import onnx_lora
+
+    base = lm.engine
+    try:
+        groups = onnx_lora.ensure_graph(base.folder)
+        engine = OnnxLoraEngine(base.folder, onnx_lora.LORA_GRAPH, base.threads, base.kv_bytes_per_token)
+    except onnx_lora.Unsupported as exc:
+        raise ModelLoadError(str(exc)) from exc
+    engine.groups = groups
+    log.info("Loaded %s's graph with LoRA inputs (%d projections)", lm.name, len(groups))
+    return engine, PrefixCache(engine, lm.settings.prefix_cache_mb << 20)
+
+
 def load_transformers_copy(name: str, settings: ModelSettings, folder: Path,
                            ctx: LoadContext) -> tuple[Any, Any, int]:
     """The model on transformers, float32 on the CPU, for what its own engine cannot run (LoRA

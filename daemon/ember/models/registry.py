@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ class Registry:
                 "tasks": [t for t, m in self.settings.tasks.models().items() if m == name],
             }
             if settings.kind == "causal-lm" and not settings.remote:
-                entry["adapters"] = [adapters.describe_one(n, spec, None, None, None)
+                entry["adapters"] = [adapters.describe_one(n, spec, None, None, None, None)
                                      for n, spec in self.adapter_specs(name).items()]
             if settings.remote:
                 del entry["quantization_requested"]
@@ -224,15 +225,22 @@ class Registry:
 
     def _adapters_of(self, lm: LoadedModel, folder: Path | None, ctx: loader.LoadContext) -> adapters.Adapters:
         name, settings = lm.name, lm.settings
+        specs = partial(self.adapter_specs, name)
         if lm.engine is not None and lm.engine.name == "transformers":
-            return adapters.Adapters(name, lambda: self.adapter_specs(name), settings.allow_pickle,
-                                     (lm.engine, lm.prefix_cache), None)
+            own = adapters.Runner(lm.engine, lm.prefix_cache, owned=False)
+            return adapters.Adapters(name, specs, settings.allow_pickle, [("transformers", lambda: own)])
         assert folder is not None
 
-        def load_copy() -> tuple[Any, Any, int]:
-            return loader.load_transformers_copy(name, settings, folder, ctx)
+        def onnx_lora() -> adapters.Runner:
+            engine, cache = loader.load_onnx_lora(lm)
+            return adapters.Runner(engine, cache, owned=True, extra_bytes=engine.weight_bytes())
 
-        return adapters.Adapters(name, lambda: self.adapter_specs(name), settings.allow_pickle, None, load_copy)
+        def transformers_copy() -> adapters.Runner:
+            engine, cache, nbytes = loader.load_transformers_copy(name, settings, folder, ctx)
+            return adapters.Runner(engine, cache, owned=True, extra_bytes=nbytes)
+
+        return adapters.Adapters(name, specs, settings.allow_pickle,
+                                 [("onnxruntime", onnx_lora), ("transformers", transformers_copy)])
 
     def load_adapter(self, model: str, adapter: str, spec: AdapterSettings | None) -> LoadedModel:
         """Load (and with `spec`, first add) a LoRA adapter of a model, loading the model if needed.

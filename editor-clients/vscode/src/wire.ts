@@ -405,7 +405,7 @@ export interface CutInfo {
 /** The LoRA adapter a generative request ran with. */
 export interface AdapterUse {
   name: string;
-  engine: 'transformers';
+  engine: 'onnxruntime' | 'transformers';
   /** why it ran on another engine than the model's */
   engine_note: string | null;
 }
@@ -585,8 +585,9 @@ export interface AdapterInfo {
   source: string;
   /** loaded now (adapters load at their first request or models/load) */
   loaded: boolean;
-  engine?: 'transformers';
-  /** why requests with it run on another engine than the model's */
+  /** what runs it: the model's engine (onnxruntime: its graph with LoRA inputs), or a transformers copy of the model */
+  engine?: 'onnxruntime' | 'transformers';
+  /** why it runs on another engine than the model's */
   engine_note?: string | null;
   rank?: number | null;
   alpha?: number | null;
