@@ -148,11 +148,23 @@ def test_chunks_overlap_cover_the_text_and_ranking_prefers_the_question_words():
     scores = bm25("what is the launch code?", [text[c.start:c.end] for c in chunks])
     best = max(range(len(chunks)), key=scores.__getitem__)
     assert "launch code" in text[chunks[best].start:chunks[best].end]
-    pieces, kept = select_chunks(text, chunks, "what is the launch code?", count, 120, 2)
+    pieces, kept = select_chunks(text, chunks, "what is the launch code?", lambda a, b: count(text[a:b]), 120, 2)
     assert any("launch code is zebra" in text[p.start:p.end] for p in pieces)
     assert sum(count(text[p.start:p.end]) for p in pieces) + 2 * (len(pieces) - 1) <= 120
     assert pieces == sorted(pieces, key=lambda p: p.start) and kept < len(chunks)
     assert merge([Chunk(5, 9), Chunk(0, 5), Chunk(20, 30)]) == [Chunk(0, 9), Chunk(20, 30)]
+
+
+def test_span_counts_from_one_tokenization_never_undercount(qa):
+    from ember.tasks.windows import span_counter
+
+    text = FILLER * 20 + "Café naïve déjà vu, Alice Johnson! " * 5
+    count = span_counter(text, qa.tokenizer, 3)
+    for start, end in [(0, len(text)), (5, 200), (len(FILLER) * 20 - 3, len(text) - 7), (13, 14)]:
+        exact = len(qa.tokenizer(text[start:end], add_special_tokens=False)["input_ids"])
+        assert exact <= count(start, end) <= exact + 4, (start, end)
+    estimated = span_counter(text, None, 3)
+    assert estimated(0, 30) == 10
 
 
 # -- generative on SmolLM2 --------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from ..wire import AskParams
 from . import generation
 from .base import RunContext
 from .generation import Prompt, chat_prompt, count_tokens, generate, usage
-from .windows import Chunk, chunk_text, select_chunks
+from .windows import Chunk, chunk_text, select_chunks, span_counter
 
 # -- extractive ------------------------------------------------------------------------------------
 
@@ -260,8 +260,8 @@ def narrow(lm: LoadedModel, context: str, question: str, budget: int) -> tuple[l
     if count_tokens(lm, context) <= budget:
         return [Chunk(0, len(context))], 1, 1
     chunks = chunk_text(context, lambda t: count_tokens(lm, t), CHUNK_TOKENS, CHUNK_OVERLAP)
-    pieces, kept = select_chunks(context, chunks, question, lambda t: count_tokens(lm, t), budget,
-                                 count_tokens(lm, GAP))
+    count_span = span_counter(context, lm.tokenizer, generation.CHARS_PER_TOKEN)
+    pieces, kept = select_chunks(context, chunks, question, count_span, budget, count_tokens(lm, GAP))
     return pieces, len(chunks), kept
 
 

@@ -9,6 +9,7 @@ those of the original text, so whatever is found in a kept piece is found in the
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections import Counter
@@ -91,19 +92,31 @@ def bm25(question: str, texts: list[str]) -> list[float]:
     return scores
 
 
-def select_chunks(text: str, chunks: list[Chunk], question: str, count_tokens: Callable[[str], int],
+def select_chunks(text: str, chunks: list[Chunk], question: str, count_span: Callable[[int, int], int],
                   budget: int, gap_tokens: int) -> tuple[list[Chunk], int]:
-    """The best-scoring chunks that fit `budget` tokens (pieces joined by a gap of `gap_tokens`),
-    merged where they overlap, in document order; and how many chunks were kept."""
+    """The best-scoring chunks that fit `budget` tokens (`count_span(start, end)`: the tokens of
+    text[start:end]; pieces joined by a gap of `gap_tokens`), merged where they overlap, in document
+    order; and how many chunks were kept."""
     scores = bm25(question, [text[c.start:c.end] for c in chunks])
     order = sorted(range(len(chunks)), key=lambda i: (-scores[i], i))  # ties: earlier first
     kept: list[int] = []
     for i in order:
         pieces = merge([chunks[j] for j in sorted([*kept, i])])
-        cost = sum(count_tokens(text[p.start:p.end]) for p in pieces) + gap_tokens * (len(pieces) - 1)
+        cost = sum(count_span(p.start, p.end) for p in pieces) + gap_tokens * (len(pieces) - 1)
         if cost <= budget:
             kept.append(i)
     return merge([chunks[j] for j in sorted(kept)]), len(kept)
+
+
+def span_counter(text: str, tokenizer: object | None, chars_per_token: int) -> Callable[[int, int], int]:
+    """Tokens of text[start:end], from one tokenization of the whole text (a fast tokenizer's offsets:
+    each call is two binary searches), plus 2 for a piece's edges, which a separate tokenization may
+    split differently; without a fast tokenizer, estimated from characters."""
+    if tokenizer is None or not getattr(tokenizer, "is_fast", False):
+        return lambda start, end: -(-(end - start) // chars_per_token)
+    offsets = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]  # type: ignore[operator]
+    starts = [int(s) for s, _ in offsets]
+    return lambda start, end: bisect.bisect_left(starts, end) - bisect.bisect_left(starts, start) + 2
 
 
 def merge(chunks: list[Chunk]) -> list[Chunk]:
