@@ -226,7 +226,8 @@ def _json_lines(text: str) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]  # every stdout line is JSON
 
 
-def test_ctrl_c_stops_with_a_checkpoint_and_resume_counts_on(tiny, tmp_path, daemon_env):
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_a_signal_stops_with_a_checkpoint_and_resume_counts_on(tiny, tmp_path, daemon_env, signum, status):
     data = write_jsonl(tmp_path / "data.jsonl", qa(40))
     out = tmp_path / "adapter"
     cmd = [EMBER, "adapter", "train", str(data), "--out", str(out), "--model", str(tiny), "--json-progress",
@@ -238,9 +239,9 @@ def test_ctrl_c_stops_with_a_checkpoint_and_resume_counts_on(tiny, tmp_path, dae
     for line in proc.stdout:
         events.append(json.loads(line))
         if events[-1]["event"] == "step" and events[-1]["step"] == 2:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(signum)
     err = proc.stderr.read() if proc.stderr else ""
-    assert proc.wait(timeout=120) == 130, err
+    assert proc.wait(timeout=120) == status, err
     done = events[-1]
     assert done["event"] == "done" and done["status"] == "stopped"
     stopped_at = done["steps"]
