@@ -88,6 +88,18 @@ def test_refuses_data_of_the_wrong_shape(tiny, tmp_path, cli_env, capsys, lines,
     assert not out.exists()
 
 
+def test_a_refusal_is_an_error_event_for_json_progress_readers(tiny, tmp_path, daemon_env):
+    data = write_jsonl(tmp_path / "data.jsonl", [*qa(2), {"prompt": "x"}])
+    out = tmp_path / "adapter"
+    proc = subprocess.run([EMBER, "adapter", "train", str(data), "--out", str(out), "--model", str(tiny),
+                           "--json-progress"], capture_output=True, text=True, env=daemon_env, timeout=120)
+    assert proc.returncode == 2
+    assert _json_lines(proc.stdout) == [{"event": "error", "exit": 2,
+                                         "message": f'{data} line 3: has no "completion"'}]
+    assert proc.stderr.endswith(f'ember adapter train: {data} line 3: has no "completion"\n')
+    assert not out.exists()
+
+
 def test_refuses_examples_longer_than_the_context(tiny, tmp_path, cli_env, capsys):
     long = {"prompt": "the quick brown fox " * 200, "completion": "jumps."}  # about 800 tokens
     data = write_jsonl(tmp_path / "data.jsonl", [*qa(1), long, *qa(1, 1), long, *qa(2, 2)])

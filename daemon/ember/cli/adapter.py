@@ -65,8 +65,12 @@ def register(subparsers: Any, add_config_flags: Callable[[argparse.ArgumentParse
     p.set_defaults(func=lambda args: cmd_train(args, load))
 
 
-def _err(message: str) -> int:
+def _err(json_out: TextIO | None, message: str) -> int:
+    """Refuse: one line on stderr, and an "error" event for a program reading --json-progress."""
     sys.stderr.write(f"ember adapter train: {message}\n")
+    if json_out is not None:
+        json_out.write(json.dumps({"event": "error", "message": message, "exit": 2}) + "\n")
+        json_out.flush()
     return 2
 
 
@@ -133,28 +137,28 @@ def cmd_train(args: argparse.Namespace, load: Callable[[argparse.Namespace], Any
     try:
         require_deps()
     except TrainError as exc:
-        return _err(str(exc))
+        return _err(json_out, str(exc))
     bad = _check_numbers(args)
     if bad:
-        return _err(bad)
+        return _err(json_out, bad)
     try:  # the data's shape first: no model work for a file that cannot be used
         read_jsonl(args.data)
         if args.eval:
             read_jsonl(args.eval)
     except DataError as exc:
-        return _err(str(exc))
+        return _err(json_out, str(exc))
 
     loaded = load(args)
     settings = loaded.settings
     name = args.base or settings.model_for_task("complete") or "default"
     if name not in settings.models:
-        return _err(f"no model named '{name}' in [models] (configured: {', '.join(settings.models)})")
+        return _err(json_out, f"no model named '{name}' in [models] (configured: {', '.join(settings.models)})")
     model = settings.models[name]
     if model.remote:
-        return _err(f"model '{name}' runs on a server (engine = \"remote\"): its weights are not here to "
+        return _err(json_out, f"model '{name}' runs on a server (engine = \"remote\"): its weights are not here to "
                     "train on; configure the same model with a local source")
     if model.kind != "causal-lm":
-        return _err(f"model '{name}' is a {model.kind} model; adapters are trained on causal LMs")
+        return _err(json_out, f"model '{name}' is a {model.kind} model; adapters are trained on causal LMs")
 
     from ..errors import ModelLoadError
     from ..models import sources
@@ -166,7 +170,7 @@ def cmd_train(args: argparse.Namespace, load: Callable[[argparse.Namespace], Any
     try:
         folder = sources.resolve(model, Path(settings.daemon.cache_dir), conversion)
     except ModelLoadError as exc:
-        return _err(exc.message)
+        return _err(json_out, exc.message)
     label = sources.label(model)
     base = {"model": name, "source": model.source, "described": sources.describe_source(model),
             "label": label}
@@ -186,7 +190,7 @@ def cmd_train(args: argparse.Namespace, load: Callable[[argparse.Namespace], Any
     try:
         prepared = prepare(folder, args.data, TrainOptions(**options))
     except TrainError as exc:
-        return _err(str(exc))
+        return _err(json_out, str(exc))
 
     stop = threading.Event()
     received: list[int] = []
@@ -206,7 +210,7 @@ def cmd_train(args: argparse.Namespace, load: Callable[[argparse.Namespace], Any
         result = train(folder, args.data, args.out, progress=reporter, stop=stop, base=base,
                        prepared=prepared, **options)
     except TrainError as exc:
-        return _err(str(exc))
+        return _err(json_out, str(exc))
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
