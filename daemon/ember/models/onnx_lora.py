@@ -27,6 +27,7 @@ import numpy as np
 
 LORA_GRAPH = "model-lora.onnx"
 LORA_MAP = "lora.json"
+VERSION = 1  # of the graph's layout: a cached graph of another version is written again
 _LAYER_NODE = re.compile(r"^/model/layers\.(\d+)/(?:attn|mlp)/(\w+?)/MatMul")
 _SPLIT_OUTPUT = re.compile(r"/(\w+)/MatMul/output_0$")
 _PEFT_KEY = re.compile(r"(?:^|\.)layers\.(\d+)\.(?:[\w.]*\.)?(\w+)\.lora_([AB])\.weight$")
@@ -52,11 +53,18 @@ class Group:
 def ensure_graph(folder: Path) -> dict[str, Group]:
     """The graph with LoRA inputs in `folder` (written once) and its groups by input prefix."""
     graph, mapping = folder / LORA_GRAPH, folder / LORA_MAP
-    if not (graph.is_file() and mapping.is_file()):
+    if not (graph.is_file() and _version(mapping) == VERSION):
         _write_graph(folder)
-    raw = json.loads(mapping.read_text())
+    raw = json.loads(mapping.read_text())["groups"]
     return {prefix: Group(g["layer"], g["inputs"], g["outputs"], tuple(tuple(m) for m in g["members"]))
             for prefix, g in raw.items()}
+
+
+def _version(mapping: Path) -> int | None:
+    try:
+        return json.loads(mapping.read_text()).get("version")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _write_graph(folder: Path) -> None:
@@ -126,7 +134,7 @@ def _write_graph(folder: Path) -> None:
     onnx.save(model, str(tmp))
     os.replace(tmp, folder / LORA_GRAPH)  # other daemons share the folder: whole files only
     tmp_map = folder / f".{LORA_MAP}.{os.getpid()}"
-    tmp_map.write_text(json.dumps(groups))
+    tmp_map.write_text(json.dumps({"version": VERSION, "groups": groups}))
     os.replace(tmp_map, folder / LORA_MAP)
 
 
