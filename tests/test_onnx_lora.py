@@ -77,6 +77,9 @@ def test_the_lora_graph_gives_pefts_logits_on_a_builder_converted_model(tmp_path
     assert {g.layer for g in groups.values()} == {0, 1}
     modules = {m for g in groups.values() for m, _, _ in g.members}
     assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= modules
+    mapping = converted.folder / onnx_lora.LORA_MAP
+    mapping.write_text('{"version": 0, "groups": {}}')  # an older layout: written again
+    assert onnx_lora.ensure_graph(converted.folder) == groups
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
