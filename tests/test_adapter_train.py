@@ -318,7 +318,7 @@ def test_training_moves_smollm2_greedy_output_the_trained_way(smollm2_folder, tm
     data = write_jsonl(tmp_path / "train.jsonl", [{"prompt": q, "completion": f"{STYLE} {a}"} for q, a in TRAIN_QA])
     held = write_jsonl(tmp_path / "held.jsonl", [{"prompt": q, "completion": f"{STYLE} {a}"} for q, a in HELD_QA])
     out = tmp_path / "style"
-    result = train(smollm2_folder, data, out, eval_path=held, max_steps=16, lr=1e-3, eval_every=100,
+    result = train(smollm2_folder, data, out, eval_path=held, max_steps=10, lr=1.5e-3, eval_every=100,
                    save_every=100)
     assert result.eval_loss_before is not None and result.eval_loss_after is not None
     assert result.eval_loss_after < result.eval_loss_before / 2
