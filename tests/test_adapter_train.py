@@ -19,7 +19,7 @@ import pytest
 from ember.adapters.data import DataError, Example, read_jsonl, rows
 from ember.cli import main
 from rpc_client import EMBER
-from tiny_models import CONTEXT, build_chat_causal_lm
+from tiny_models import CONTEXT, build_chat_causal_lm, build_fim_causal_lm
 
 ADAPTER = {"adapter_config.json", "adapter_model.safetensors", "ember_adapter.json", "checkpoints"}
 
@@ -163,6 +163,24 @@ def test_remote_models_and_other_kinds_are_refused(tmp_path, cli_env, capsys):
     assert "adapters are trained on causal LMs" in capsys.readouterr().err
     assert main([*args, "--base", "nope"]) == 2
     assert "no model named 'nope'" in capsys.readouterr().err
+
+
+def test_a_model_without_a_chat_template_trains_on_plain_text_and_refuses_conversations(tmp_path, cli_env,
+                                                                                        capsys):
+    from ember.adapters.train import train
+
+    plain = build_fim_causal_lm(tmp_path / "starcoder", style="starcoder")  # no chat template
+    chats = write_jsonl(tmp_path / "chats.jsonl", [{"messages": [{"role": "user", "content": "a"},
+                                                                 {"role": "assistant", "content": "b"}]}])
+    assert run_cli(plain, str(chats), "--out", str(tmp_path / "a")) == 2
+    assert f"{chats} line 1: this model has no chat template" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+    events: list[dict] = []
+    result = train(plain, write_jsonl(tmp_path / "d.jsonl", qa(8)), tmp_path / "b", max_steps=2,
+                   progress=events.append)
+    assert result.status == "done" and (tmp_path / "b" / "adapter_model.safetensors").is_file()
+    assert next(e for e in events if e["event"] == "start")["chat_template"] is False
 
 
 # -- what the trainer is given ------------------------------------------------------------------------

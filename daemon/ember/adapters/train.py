@@ -154,7 +154,10 @@ def prepare(model_folder: str | Path, data_path: str | Path, opts: TrainOptions)
             if checked is None:
                 continue
             for example in checked.examples:
-                rows(example, chat)  # a conversation on a model without a chat template
+                try:
+                    rows(example, chat)  # a conversation on a model without a chat template
+                except DataError as exc:
+                    raise DataError(f"{checked.path} {exc}") from None
             check_lengths(checked, lambda e: token_count(e, tokenizer, chat), context)
     except DataError as exc:
         raise TrainError(str(exc)) from None
@@ -164,7 +167,8 @@ def prepare(model_folder: str | Path, data_path: str | Path, opts: TrainOptions)
     else:
         held_idx = _split(len(data), opts.eval_split, opts.seed)
         held = [data.examples[i] for i in held_idx]
-        train_idx = [i for i in range(len(data)) if i not in set(held_idx)]
+        held_set = set(held_idx)
+        train_idx = [i for i in range(len(data)) if i not in held_set]
         source = "split" if held else "none"
     return Prepared(folder, tokenizer, chat, context, data, held, source, eval_data,
                     [data.examples[i].line for i in train_idx])
