@@ -193,9 +193,33 @@ def test_generative_streams_the_answer_and_checks_its_quote(smollm2):
         assert out["start"] is None and out["end"] is None and out["quote"] is None
 
 
+def test_the_sentence_that_holds_the_answer_supports_it():
+    text = ("Gustave Eiffel's company built it. The tower is 330 metres tall.\n\n"
+            "  height\n    Its height was measured again in 2022.")
+    at = ask.anchored_support("It is 330 metres tall.", "How tall is the tower?", text)
+    assert at is not None and text[at[0]:at[1]] == "The tower is 330 metres tall."
+    # the question's words break a tie between sentences that hold the answer's words alike
+    tie = "Paris has a museum. The tower stands in Paris."
+    at = ask.anchored_support("Paris", "Where is the tower?", tie)
+    assert at is not None and tie[at[0]:at[1]] == "The tower stands in Paris."
+    # words the text does not hold support nothing; neither does an answer of stop words only
+    assert ask.anchored_support("It was designed by Napoleon in Rome.", "Who?", text) is None
+    assert ask.anchored_support("It is the one.", "Which?", text) is None
+
+
+@pytest.mark.model
+def test_generative_support_holds_the_answer_words(smollm2):
+    out = asked(smollm2, question="How tall is the tower?", context=TOWER)
+    assert "330" in out["answer"]
+    assert out["supported"] is True and out["quote"] == "The tower is 330 metres tall."
+    assert TOWER[out["start"]:out["end"]] == out["quote"]
+
+
 @pytest.mark.model
 def test_generative_marks_an_unfound_quote_unsupported(smollm2, monkeypatch):
-    # Whatever the model quotes from the shown text, the context it is checked against lacks it.
+    # No sentence holds the answer's words, and whatever the model quotes from the shown text, the
+    # context it is checked against lacks it.
+    monkeypatch.setattr(ask, "anchored_support", lambda answer, question, context: None)
     real = ask.locate
     monkeypatch.setattr(ask, "locate", lambda quote, context: real(quote, context.replace("e", "é")))
     out = asked(smollm2, question="How tall is the tower?", context=TOWER)

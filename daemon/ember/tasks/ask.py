@@ -9,8 +9,12 @@ Two methods; the result's `method` says which ran (docs/ask.md):
   start and end probabilities, softmaxed within the window. The best span over all windows wins, as
   transformers' question-answering pipeline did before 5.0. Its offsets come from the tokenizer's
   offset mapping, so the answer is always a verbatim span of the context.
-- generative, on a causal LM: the chat model is asked for a short answer and a verbatim quote of the
-  sentence that supports it. The quote is looked up in the context (exact first, then ignoring case
+- generative, on a causal LM: the chat model answers (the answer streams), then the passage that
+  supports it is found. First the sentence of the context that holds the answer's own words (at
+  least SUPPORT_COVERAGE of them, more words of the question breaking ties): a verbatim span by
+  construction, and one that contains what the answer says. Where no sentence does (an answer in
+  other words, or one the text does not hold), the model is asked to repeat the sentence that
+  answers the question, and that quote is looked up in the context (exact first, then ignoring case
   and runs of whitespace, mapped back to the original offsets); one that is not found there makes
   the answer `supported: false` with no offsets. Only the answer streams, never the quote.
   A context longer than the model's window is narrowed first (windows.py): overlapping chunks
@@ -30,7 +34,8 @@ from ..wire import AskParams
 from . import generation
 from .base import RunContext
 from .generation import Prompt, chat_prompt, count_tokens, generate, usage
-from .windows import Chunk, chunk_text, select_chunks, span_counter
+from .sentences import sentence_end
+from .windows import STOP_WORDS, Chunk, chunk_text, select_chunks, span_counter, words
 
 # -- extractive ------------------------------------------------------------------------------------
 
@@ -206,6 +211,42 @@ def _held_back(text: str) -> int:
     return cut
 
 
+SUPPORT_COVERAGE = 0.6  # of the answer's content words that its supporting sentence must hold
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """[start, end) of each sentence of `text` (lines without an end mark count as sentences)."""
+    spans, start = [], 0
+    while start < len(text):
+        while start < len(text) and text[start].isspace():
+            start += 1
+        if start >= len(text):
+            break
+        end = sentence_end(text, start) or len(text)
+        spans.append((start, len(text[:end].rstrip())))
+        start = end
+    return [(a, b) for a, b in spans if b > a]
+
+
+def anchored_support(answer: str, question: str, context: str) -> tuple[int, int] | None:
+    """The sentence of `context` that holds the most of the answer's content words (the question's
+    words break ties, then the shorter sentence), if it holds SUPPORT_COVERAGE of them."""
+    wanted = set(words(answer)) - STOP_WORDS
+    if not wanted:
+        return None
+    asked = set(words(question)) - STOP_WORDS
+    best: tuple[float, int, int] | None = None
+    best_span = None
+    for start, end in sentence_spans(context):
+        held = set(words(context[start:end]))
+        key = (len(wanted & held) / len(wanted), len(asked & held), start - end)
+        if best is None or key > best:
+            best, best_span = key, (start, end)
+    if best is None or best[0] < SUPPORT_COVERAGE:
+        return None
+    return best_span
+
+
 def locate(quote: str, context: str) -> tuple[int, int] | None:
     """[start, end) of `quote` in `context`: exactly, else ignoring case and runs of whitespace
     (offsets of the original context). A trailing period or ellipsis the model added is dropped.
@@ -286,8 +327,9 @@ def generative(params: AskParams, lm: LoadedModel, ctx: RunContext) -> dict[str,
                    stream=True)
     answer = reply.close()
     prompt_used, completion_used, run_ms = gen.prompt_tokens, gen.completion_tokens, gen.run_ms
-    quote = reply.quote()  # the model may have quoted on its own ("Quote: ...")
-    if not quote and answer:
+    found = anchored_support(answer, params.question, params.context) if answer else None
+    quote = "" if found else reply.quote()  # the model may have quoted on its own ("Quote: ...")
+    if not found and not quote and answer:
         ctx.check_cancelled()
         prompt = chat_prompt(lm, messages(shown, params.question, QUOTE_ASK))
         if prompt.ids is not None and not lm.remote:  # the reply opens with the quotation mark
@@ -299,7 +341,8 @@ def generative(params: AskParams, lm: LoadedModel, ctx: RunContext) -> dict[str,
         completion_used += said.completion_tokens
         run_ms += said.run_ms
         quote = _strip_quote(said.text)
-    found = locate(quote, params.context) if quote else None
+    if found is None and quote:
+        found = locate(quote, params.context)
     result: dict[str, Any] = {
         "answer": answer, "method": "generative", "supported": found is not None,
         "start": found[0] if found else None, "end": found[1] if found else None,
