@@ -326,7 +326,7 @@ HELD_QA = [("What is the capital of Italy?", "Rome."), ("How many months are in 
 
 
 @pytest.mark.model
-def test_training_moves_smollm2_greedy_output_the_trained_way(smollm2_folder, tmp_path):
+def test_training_moves_smollm2_greedy_output_the_trained_way(smollm2_folder, cache_dir, tmp_path):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -358,3 +358,21 @@ def test_training_moves_smollm2_greedy_output_the_trained_way(smollm2_folder, tm
     assert not any("Ahoy" in text for text in before), before
     after = answers(PeftModel.from_pretrained(base, out))
     assert all(text.startswith(STYLE) for text in after), after
+
+    # The daemon loads what the command wrote, on its default engine (onnxruntime's graph with LoRA
+    # inputs: this adapter covers every linear layer, the fused gate/up projection included).
+    from conftest import make_daemon_env
+    from rpc_client import Daemon
+
+    (tmp_path / "daemon").mkdir()
+    daemon = Daemon("lines", [], make_daemon_env(tmp_path / "daemon", cache_dir))
+    try:
+        loaded = daemon.call("models/load", {"model": "default", "adapter": "style", "source": str(out)})
+        entry = next(a for a in loaded["model"]["adapters"] if a["name"] == "style")
+        assert entry["engine"] == "onnxruntime" and entry["engine_note"] is None, entry
+        for question, _ in HELD_QA:
+            result = daemon.call("complete", {"messages": [{"role": "user", "content": question}],
+                                              "max_tokens": 12, "adapter": "style"})
+            assert result["text"].startswith(STYLE), result
+    finally:
+        daemon.kill()
