@@ -92,8 +92,7 @@ def test_the_lora_graph_gives_pefts_logits_on_a_builder_converted_model(tmp_path
         with peft_model.disable_adapter():
             base = peft_model(input_ids=torch.tensor([ids])).logits[0, -1].numpy()
 
-    engine = OnnxLoraEngine(converted.folder, onnx_lora.LORA_GRAPH, threads=1)
-    engine.groups = groups
+    engine = OnnxLoraEngine(converted.folder, onnx_lora.LORA_GRAPH, groups, threads=1)
     config = {"r": 4, "lora_alpha": 8}
     inputs = adapter_inputs(groups, config, load_file(str(tmp_path / "adapter" / "adapter_model.safetensors")))
     onnx_lora.write_adapter(inputs, engine.adapter_file("random"))

@@ -77,12 +77,13 @@ class OnnxLoraEngine(OnnxRuntimeEngine):
 
     name = "onnxruntime"
 
-    def __init__(self, folder: Path, graph: str, threads: int, kv_bytes_per_token: int | None = None):
+    def __init__(self, folder: Path, graph: str, groups: dict[str, Any], threads: int,
+                 kv_bytes_per_token: int | None = None):
         super().__init__(folder, threads, kv_bytes_per_token, graph=graph)
         assert self.model is not None
         self.adapters: oga.Adapters | None = oga.Adapters(self.model)
         self.adapter_bytes: dict[str, int] = {}
-        self.groups: dict[str, Any] = {}  # models.onnx_lora.Group by input prefix (set by the loader)
+        self.groups = groups  # models.onnx_lora.Group by input prefix: what the adapters feed
         self._files = tempfile.TemporaryDirectory(prefix="ember-lora-")  # the .onnx_adapter files
 
     def adapter_file(self, name: str) -> Path:
@@ -98,9 +99,6 @@ class OnnxLoraEngine(OnnxRuntimeEngine):
         if self.adapter_bytes.pop(name, None) is not None and self.adapters is not None:
             self.adapters.unload(name)
             self.adapter_file(name).unlink(missing_ok=True)
-
-    def weight_bytes(self) -> int:
-        return super().weight_bytes() + sum(self.adapter_bytes.values())
 
     def close(self) -> None:
         if self.adapters is not None:

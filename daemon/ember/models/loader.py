@@ -329,10 +329,9 @@ def load_onnx_lora(lm: LoadedModel) -> tuple[Any, Any]:
     base = lm.engine
     try:
         groups = onnx_lora.ensure_graph(base.folder)
-        engine = OnnxLoraEngine(base.folder, onnx_lora.LORA_GRAPH, base.threads, base.kv_bytes_per_token)
+        engine = OnnxLoraEngine(base.folder, onnx_lora.LORA_GRAPH, groups, base.threads, base.kv_bytes_per_token)
     except onnx_lora.Unsupported as exc:
         raise ModelLoadError(str(exc)) from exc
-    engine.groups = groups
     log.info("Loaded %s's graph with LoRA inputs (%d projections)", lm.name, len(groups))
     return engine, PrefixCache(engine, lm.settings.prefix_cache_mb << 20)
 

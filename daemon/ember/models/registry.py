@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..config import AdapterSettings, Settings
+from ..config import AdapterSettings, ModelSettings, Settings
 from ..errors import EmberError, InvalidParams, ModelLoadError
 from . import adapters, loader, sources
 from .cache import remove_stale_work
@@ -96,7 +96,7 @@ class Registry:
                 "loaded": lm is not None,
                 "tasks": [t for t, m in self.settings.tasks.models().items() if m == name],
             }
-            if settings.kind == "causal-lm" and not settings.remote:
+            if takes_adapters(settings):
                 entry["adapters"] = [adapters.describe_one(n, spec, None, None, None, None)
                                      for n, spec in self.adapter_specs(name).items()]
             if settings.remote:
@@ -114,10 +114,7 @@ class Registry:
             return {**self.settings.models[name].adapters, **self._added_adapters.get(name, {})}
 
     def check_adapter(self, model: str, adapter: str) -> None:
-        settings = self.settings.models[model]
-        if adapter and (settings.kind != "causal-lm" or settings.remote):
-            raise adapters.unknown_adapter(model, adapter, {})
-        known = self.adapter_specs(model)
+        known = self.adapter_specs(model) if takes_adapters(self.settings.models[model]) else {}
         if adapter and adapter not in known:
             raise adapters.unknown_adapter(model, adapter, known)
 
@@ -212,7 +209,7 @@ class Registry:
                     log.exception("Unexpected failure loading %s", name)
                     report("error", None, message=str(exc))
                     raise ModelLoadError(f"could not load model '{name}': {exc}") from exc
-                if settings.kind == "causal-lm" and not settings.remote:
+                if takes_adapters(settings):
                     lm.adapters = self._adapters_of(lm, folder, ctx)
                 with self._guard:
                     self._loaded[name] = lm
@@ -246,7 +243,7 @@ class Registry:
         """Load (and with `spec`, first add) a LoRA adapter of a model, loading the model if needed.
         Nothing changes when it fails. Worker only."""
         settings = self.settings.models[model]
-        if settings.kind != "causal-lm" or settings.remote:
+        if not takes_adapters(settings):
             raise InvalidParams(f"adapter: model '{model}' is {'remote' if settings.remote else settings.kind}; "
                                 "adapters apply to causal LMs that run here")
         if spec is not None:
@@ -342,6 +339,11 @@ class Registry:
             })
 
         return report
+
+
+def takes_adapters(settings: ModelSettings) -> bool:
+    """LoRA adapters apply to causal LMs that run here (a remote model's server holds its own)."""
+    return settings.kind == "causal-lm" and not settings.remote
 
 
 _PHASE_TEXT = {

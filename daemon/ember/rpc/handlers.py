@@ -156,18 +156,19 @@ def build_handlers(service: Service, on_initialize: Callable[[InitializeParams],
     async def models_load(p: ModelAdapterParams, req: RequestContext) -> dict[str, Any]:
         registry = service.registry
         registry.check_name(p.model)
-        if p.adapter is None:
-            if p.source is not None or p.revision is not None:
-                raise InvalidParams("source: names an adapter's files; give `adapter` too")
-            load: partial[Any] = partial(registry.acquire, p.model)
-        else:
-            spec = AdapterSettings(source=p.source, revision=p.revision) if p.source is not None else None
-            if spec is None:
-                registry.check_adapter(p.model, p.adapter)
-            load = partial(registry.load_adapter, p.model, p.adapter, spec)
-        got = await asyncio.wrap_future(service.worker_for(p.model).submit(
+        spec = AdapterSettings(source=p.source, revision=p.revision) if p.source is not None else None
+        if p.adapter is None and (p.source is not None or p.revision is not None):
+            raise InvalidParams("source: names an adapter's files; give `adapter` too")
+        if p.adapter is not None and spec is None:
+            registry.check_adapter(p.model, p.adapter)
+
+        def load() -> Any:
+            if p.adapter is None:
+                return registry.acquire(p.model)[0]
+            return registry.load_adapter(p.model, p.adapter, spec)
+
+        lm = await asyncio.wrap_future(service.worker_for(p.model).submit(
             load, f"load {p.model}{'/' + p.adapter if p.adapter else ''}", req.protocol))
-        lm = got[0] if isinstance(got, tuple) else got
         return {"model": lm.describe()}
 
     async def models_unload(p: ModelAdapterParams, req: RequestContext) -> dict[str, Any]:
