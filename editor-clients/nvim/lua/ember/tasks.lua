@@ -17,6 +17,27 @@ local function target_or_warn(cmd, fallback)
   return t
 end
 
+--- Call `run` with the command's words, else with what the user types (`input`: vim.ui.input's
+--- options; nil: with `fallback`), trimmed. Nothing typed releases the target and runs nothing.
+local function with_argument(t, cmd, input, fallback, run)
+  local function go(value)
+    value = value and vim.trim(value)
+    if not value or value == "" then
+      text.release(t)
+      return
+    end
+    return run(value)
+  end
+  local words = cmd and cmd.fargs and #cmd.fargs > 0 and table.concat(cmd.fargs, " ") or nil
+  if words then
+    return go(words)
+  elseif input then
+    vim.ui.input(input, go)
+  else
+    return go(fallback)
+  end
+end
+
 --- Stream a generative task into a float; `on_done(float, result)` runs on success.
 local function stream_task(method, params, float, on_done)
   local req
@@ -69,12 +90,7 @@ function M.translate(cmd)
     return
   end
   local o = config.options.translate
-  local function run(lang)
-    lang = lang and vim.trim(lang)
-    if not lang or lang == "" then
-      text.release(t)
-      return
-    end
+  with_argument(t, cmd, o.prompt and { prompt = "Translate to: ", default = o.target }, o.target, function(lang)
     local action = o.action
     local float = ui.open({ title = "translation → " .. lang, target = t, enter = action == "preview" })
     stream_task("translate", {
@@ -96,15 +112,7 @@ function M.translate(cmd)
         util.warn(why)
       end
     end)
-  end
-  local lang = cmd and cmd.fargs and #cmd.fargs > 0 and table.concat(cmd.fargs, " ") or nil
-  if lang then
-    run(lang)
-  elseif o.prompt then
-    vim.ui.input({ prompt = "Translate to: ", default = o.target }, run)
-  else
-    run(o.target)
-  end
+  end)
 end
 
 local function bar(score, width)
@@ -228,12 +236,7 @@ function M.ask(cmd)
     return
   end
   local o = config.options.ask
-  local function run(question)
-    question = question and vim.trim(question)
-    if not question or question == "" then
-      text.release(t)
-      return
-    end
+  return with_argument(t, cmd, { prompt = "Ask: " }, nil, function(question)
     local float = ui.open({ title = "ask: " .. question })
     local req, mark
     float.on_close = function()
@@ -265,12 +268,7 @@ function M.ask(cmd)
       end,
     })
     return req
-  end
-  local question = cmd and cmd.fargs and #cmd.fargs > 0 and table.concat(cmd.fargs, " ") or nil
-  if question then
-    return run(question)
-  end
-  vim.ui.input({ prompt = "Ask: " }, run)
+  end)
 end
 
 --- :Ember tokens: token count of the selection, or of the whole buffer.
