@@ -350,15 +350,10 @@ end)
 H.case("translate: prompts with the default language and replaces the selection, undoably", function()
   local rec = use_fake({ translate = { target = "Italian" } })
   local buf = H.buffer({ "keep", "Hello world", "keep too" })
-  local asked
-  local input = vim.ui.input
-  vim.ui.input = function(opts, cb)
-    asked = opts.default
-    cb("German")
-  end
-  vim.cmd("2Ember translate")
-  vim.ui.input = input
-  H.eq("Italian", asked, "default of the prompt")
+  local asked = H.answering_input("German", function()
+    vim.cmd("2Ember translate")
+  end)
+  H.eq("Italian", asked.default, "default of the prompt")
   H.wait(function()
     return H.lines(buf)[2] ~= "Hello world"
   end, 5000, "the replacement")

@@ -136,6 +136,19 @@ function H.buffer(lines)
   return vim.api.nvim_get_current_buf()
 end
 
+--- Run `fn` while vim.ui.input answers `answer` at once; returns the options it was asked with.
+function H.answering_input(answer, fn)
+  local input, asked = vim.ui.input, nil
+  vim.ui.input = function(opts, on_confirm)
+    asked = opts
+    on_confirm(answer)
+  end
+  local ok, err = pcall(fn)
+  vim.ui.input = input
+  assert(ok, err)
+  return asked
+end
+
 function H.lines(buf)
   return vim.api.nvim_buf_get_lines(buf or 0, 0, -1, false)
 end

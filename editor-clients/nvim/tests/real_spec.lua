@@ -181,15 +181,10 @@ H.case("ask: the answer streams into a window and its support is highlighted in 
   -- From "The Eiffel" on line 1 (after the multibyte "é") to the end of line 2.
   vim.cmd("normal! 1G0fTv2G$")
   vim.cmd("normal! \27")
-  local input = vim.ui.input
-  local prompted
-  vim.ui.input = function(opts, on_confirm)
-    prompted = opts.prompt
-    on_confirm("Who is the tower named after?")
-  end
-  vim.cmd("'<,'>EmberAsk")
-  vim.ui.input = input
-  H.eq("Ask: ", prompted, "the question is asked for")
+  local asked = H.answering_input("Who is the tower named after?", function()
+    vim.cmd("'<,'>EmberAsk")
+  end)
+  H.eq("Ask: ", asked.prompt, "the question is asked for")
   local f = wait_float("the answer")
   local r = f.result
   H.ok(r and r.method == "generative", "a generative answer: " .. vim.inspect(r))
