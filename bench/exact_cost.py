@@ -154,6 +154,32 @@ def accuracy(engine, ids: list[int], reference: np.ndarray) -> tuple[float, floa
     return decode.perplexity_of(logits, ids), float(error), float(agree)
 
 
+def float32_logits(folder: Path, ids: list[int], threads: int):
+    """Each position's logits of `ids` from the float32 graph in `folder` (the reference)."""
+    from ember.engines import decode
+    from ember.engines.onnx_engine import OnnxRuntimeEngine
+    from ember.tasks.base import RunContext
+
+    engine = OnnxRuntimeEngine(folder, threads)
+    seq = engine.new_sequence(len(ids) + 1)
+    logits = decode.prefill(seq, ids, RunContext(), all_logits=True)
+    seq.free()
+    engine.close()
+    return logits
+
+
+def decode_rounds(engines: dict, prompt: list[int], rounds: int, tokens: int) -> dict[str, list[float]]:
+    """Decode tokens/s of each engine, the engines alternating within each round."""
+    from generation import ember_decode_rate
+
+    rates: dict[str, list[float]] = {name: [] for name in engines}
+    for r in range(rounds):
+        log(f"decode round {r + 1}/{rounds}")
+        for name, engine in engines.items():
+            rates[name].append(ember_decode_rate(engine, prompt, tokens))
+    return rates
+
+
 def main() -> None:
     from ember.huge_pages import restart_with_huge_pages
 
@@ -173,8 +199,7 @@ def main() -> None:
     from ember.models.gguf import ensure_converted
     from ember.models.onnx_exact import REMAINDER_DIGITS
     from ember.models.sources import smollm2_package_gguf
-    from ember.tasks.base import RunContext
-    from generation import DECODE_PROMPT, ember_decode_rate, rtn_source
+    from generation import DECODE_PROMPT, rtn_source
 
     gguf = smollm2_package_gguf()
     if gguf is None:
@@ -200,17 +225,9 @@ def main() -> None:
     tok = PreTrainedTokenizerFast.from_pretrained(folder)
     prompt = tok(DECODE_PROMPT)["input_ids"]
     ids = tok(open(textwrap.__file__).read())["input_ids"][:800]
-    float32 = OnnxRuntimeEngine(reference, args.threads)
-    seq = float32.new_sequence(len(ids) + 1)
-    reference_logits = decode.prefill(seq, ids, RunContext(), all_logits=True)
-    seq.free()
-    float32.close()
+    reference_logits = float32_logits(reference, ids, args.threads)
     engines = {name: OnnxRuntimeEngine(f, args.threads) for name, f in folders.items()}
-    rates: dict[str, list[float]] = {name: [] for name in engines}
-    for r in range(args.rounds):
-        log(f"decode round {r + 1}/{args.rounds}")
-        for name, engine in engines.items():
-            rates[name].append(ember_decode_rate(engine, prompt, args.tokens))
+    rates = decode_rounds(engines, prompt, args.rounds, args.tokens)
     quality = {name: accuracy(engine, ids, reference_logits) for name, engine in engines.items()}
 
     base_rate = statistics.median(rates["default (1 remainder digit, shortlist)"])

@@ -31,7 +31,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from exact_cost import CACHE, accuracy, log
+from exact_cost import CACHE, accuracy, decode_rounds, float32_logits, log
 
 BUILDER_VARIANTS = {
     "int4 round to nearest (builder default)": [],
@@ -96,7 +96,6 @@ def main() -> None:
     from ember.models import onnx_convert
     from ember.models.gguf import ensure_converted
     from ember.models.sources import smollm2_package_gguf
-    from ember.tasks.base import RunContext
     from generation import DECODE_PROMPT, ember_decode_rate, rtn_source
 
     gguf = smollm2_package_gguf()
@@ -115,19 +114,13 @@ def main() -> None:
     tok = PreTrainedTokenizerFast.from_pretrained(source)
     prompt = tok(DECODE_PROMPT)["input_ids"]
     ids = tok(open(textwrap.__file__).read())["input_ids"][:800]
+    reference_logits = float32_logits(reference, ids, args.threads)
     float32 = OnnxRuntimeEngine(reference, args.threads)
-    seq = float32.new_sequence(len(ids) + 1)
-    reference_logits = decode.prefill(seq, ids, RunContext(), all_logits=True)
-    seq.free()
     float32_rate = statistics.median(ember_decode_rate(float32, prompt, args.tokens) for _ in range(2))
     float32.close()
     ref_ppl = decode.perplexity_of(reference_logits, ids)
     engines = {name: OnnxRuntimeEngine(f, args.threads) for name, f in folders.items()}
-    rates: dict[str, list[float]] = {name: [] for name in engines}
-    for r in range(args.rounds):
-        log(f"decode round {r + 1}/{args.rounds}")
-        for name, engine in engines.items():
-            rates[name].append(ember_decode_rate(engine, prompt, args.tokens))
+    rates = decode_rounds(engines, prompt, args.rounds, args.tokens)
     quality = {name: accuracy(engine, ids, reference_logits) for name, engine in engines.items()}
     sizes = {name: sum(f.stat().st_size for f in folder.glob("model.onnx*")) for name, folder in folders.items()}
 
