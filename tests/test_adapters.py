@@ -94,8 +94,7 @@ def test_kv_state_is_reused_within_an_adapter_only(daemon):
     assert daemon.call("complete", {**prompt, "adapter": "bluefin"})["usage"]["cached_tokens"] > 0
     assert daemon.call("complete", {**prompt, "adapter": "pirate"})["usage"]["cached_tokens"] == 0
     model = daemon.call("daemon/status")["models"][0]
-    caches = [model["prefix_cache"]]
-    tagged = {e.get("adapter", "") for c in caches for e in c["entries"]}
+    tagged = {e.get("adapter", "") for e in model["prefix_cache"]["entries"]}
     listed = {a["name"]: a for a in model["adapters"]}
     assert listed["bluefin"]["loaded"] and listed["pirate"]["loaded"]
     assert listed["bluefin"]["rank"] == 8 and "q_proj" in listed["bluefin"]["target_modules"]
